@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Cairn's tests and benchmarks use, when they are missing and we are root.
+# Idempotent and quiet when everything is there. CAIRN_SKIP_APT=1 skips it.
+set -u
+[ "${CAIRN_SKIP_APT:-0}" = 1 ] && exit 0
+want=()
+command -v fio >/dev/null || want+=(fio)
+[ ${#want[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then echo "cairn: missing Debian packages (${want[*]}); install them as root" >&2; exit 0; fi
+echo "cairn: installing Debian packages: ${want[*]}" >&2
+(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null) \
+  || echo "cairn: could not install ${want[*]}; benchmarks that need them will be skipped" >&2
+exit 0

@@ -1,0 +1,66 @@
+/**
+ * Contracts of the object layer (OpenZFS DMU): an object set is a numbered collection of objects; each
+ * object is a sparse byte array stored in a tree of fixed-size blocks, with a small "bonus" buffer for
+ * per-object attributes (an inode). Changes are made inside a transaction hold and reach the disk when
+ * the pool syncs the txg they belong to: all of one hold lands in one txg, or none of it does.
+ */
+
+/** Stable on-disk ids of object (and block) types: never renumber. */
+export const ObjectType = {
+  none: 0,
+  objset: 1,
+  dnode: 2,
+  indirect: 3,
+  /** Plain bytes: file contents, space maps, history. */
+  plainFile: 10,
+  directory: 11,
+  kv: 12,
+  spaceMap: 13,
+  history: 14,
+  dataset: 15,
+  symlink: 16,
+  volume: 17,
+  deadList: 18,
+  masterNode: 19,
+} as const;
+export type ObjectType = (typeof ObjectType)[keyof typeof ObjectType];
+
+/** Largest bonus buffer an object can carry. */
+export const BONUS_SIZE_MAX_BYTES = 320;
+
+export interface ObjectInfo {
+  type: ObjectType;
+  /** Data block size; fixed once the object has more than one block. */
+  blockSizeBytes: number;
+  /** Bytes up to the end of the last non-hole block ever written (an upper bound on contents). */
+  maxOffsetBytes: number;
+  /** Physical bytes allocated by this object's blocks. */
+  usedBytes: number;
+  bonusType: number;
+  bonusLengthBytes: number;
+}
+
+export interface AllocateObjectOptions {
+  /** Power of two from 512 to 1 MiB; default 128 KiB (the recordsize). */
+  blockSizeBytes?: number;
+  bonusType?: number;
+}
+
+/**
+ * One object set (a dataset's contents, or the pool's meta object set). Every mutating call must run
+ * inside hold(); reads may run anywhere. Reads see every change made so far, synced or not.
+ */
+export interface ObjectStore {
+  /** Runs fn as one atomic unit of the open txg; the txg cannot sync while fn runs. */
+  hold<T>(fn: () => Promise<T>): Promise<T>;
+  allocateObject(type: ObjectType, options?: AllocateObjectOptions): Promise<number>;
+  freeObject(id: number): Promise<void>;
+  objectInfo(id: number): Promise<ObjectInfo>;
+  /** Reads length bytes at offset; holes and bytes never written read as zeros. */
+  read(id: number, offset: number, length: number): Promise<Buffer>;
+  write(id: number, offset: number, data: Buffer): Promise<void>;
+  /** Frees whole blocks in the range and zeroes partial ones (punch a hole / truncate). */
+  freeRange(id: number, offset: number, length: number): Promise<void>;
+  getBonus(id: number): Promise<Buffer>;
+  setBonus(id: number, bonus: Buffer): Promise<void>;
+}
