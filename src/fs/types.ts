@@ -1,0 +1,72 @@
+/**
+ * Contract of the POSIX layer (OpenZFS ZPL): an inode-based file system on one ObjectStore, the shape
+ * FUSE and the file-operations translators need later. Inode numbers are object ids. Paths are a
+ * convenience on top (resolvePath). Errors are CairnErrors: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY,
+ * ENAMETOOLONG, EINVAL, ENOSPC.
+ */
+
+export const FileKind = { file: 'file', directory: 'directory', symlink: 'symlink' } as const;
+export type FileKind = (typeof FileKind)[keyof typeof FileKind];
+
+export interface Stat {
+  ino: number;
+  kind: FileKind;
+  /** Full st_mode, type bits included (S_IFREG | 0o644). */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  sizeBytes: number;
+  /** Physical bytes allocated (after compression), as st_blocks * 512. */
+  allocatedBytes: number;
+  /** Nanoseconds since the epoch. */
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  birthtimeNs: bigint;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  kind: FileKind;
+}
+
+export interface SetAttr {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  sizeBytes?: number;
+  atimeNs?: bigint;
+  mtimeNs?: bigint;
+}
+
+export interface CreateOptions {
+  /** Permission bits (0o644); type bits are implied by the call. */
+  mode: number;
+  uid?: number;
+  gid?: number;
+}
+
+export interface FileSystemApi {
+  readonly rootIno: number;
+  lookup(parentIno: number, name: string): Promise<Stat>;
+  getattr(ino: number): Promise<Stat>;
+  setattr(ino: number, attr: SetAttr): Promise<Stat>;
+  create(parentIno: number, name: string, options: CreateOptions): Promise<Stat>;
+  mkdir(parentIno: number, name: string, options: CreateOptions): Promise<Stat>;
+  unlink(parentIno: number, name: string): Promise<void>;
+  rmdir(parentIno: number, name: string): Promise<void>;
+  rename(parentIno: number, name: string, newParentIno: number, newName: string): Promise<void>;
+  link(ino: number, newParentIno: number, newName: string): Promise<Stat>;
+  symlink(parentIno: number, name: string, target: string, options?: Partial<CreateOptions>): Promise<Stat>;
+  readlink(ino: number): Promise<string>;
+  /** Entries after cursor (0n = start; "." and ".." are not listed), at most limit of them. */
+  readdir(ino: number, cursor: bigint, limit: number): Promise<{ entries: DirEntry[]; cursor: bigint | null }>;
+  /** Short reads only at end of file. */
+  read(ino: number, offset: number, length: number): Promise<Buffer>;
+  write(ino: number, offset: number, data: Buffer): Promise<number>;
+  /** Resolves an absolute path ("/a/b") to its inode, following no symlink in the last component. */
+  resolvePath(path: string): Promise<Stat>;
+  statfs(): Promise<{ totalBytes: number; freeBytes: number; availableBytes: number; files: number }>;
+}
