@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   EPROTO: { errno: 'EPROTO', summary: 'malformed request or stream' },
   ENODAEMON: { errno: 'ECONNREFUSED', summary: 'daemon not reachable' },
   EFAULTED: { errno: 'EIO', summary: 'pool or device is faulted' },
+  EPERM: { errno: 'EPERM', summary: 'operation not permitted' },
+  ELOOP: { errno: 'ELOOP', summary: 'too many levels of symbolic links' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
