@@ -1,0 +1,656 @@
+/**
+ * ObjectSet: a numbered collection of objects, each a sparse byte array in a tree of blocks (OpenZFS
+ * objset + dnode + dbuf, much simplified).
+ *
+ * Shape on disk: an ObjsetPhys block holds the meta-dnode; the meta-dnode's object (id 0) is the array
+ * of DnodePhys records, 512 bytes each; every other object's dnode points at its tree: level-0 data
+ * blocks of dataBlockSizeBytes, indirect blocks of 1024 block pointers above them, one root pointer.
+ *
+ * Changes: writes land in per-object dirty maps (level-0 blocks only; a null entry is a hole) and touch
+ * nothing on disk. sync(txg), called by the pool with every hold drained, writes dirty level-0 blocks,
+ * then rebuilds the indirect blocks above them bottom-up (copy-on-write: every changed block gets a new
+ * location and the old one is handed to freeBlock), then the dnode records, then the meta-dnode's tree,
+ * and finally the ObjsetPhys, returning its new block pointer. Nothing a reader can reach changes until
+ * an object's new root pointer is set, in one synchronous step, together with dropping its dirty map, so
+ * reads running during a sync always see one consistent version. A block born in the txg being synced
+ * is rewritten in place when it changes again in a later pass (the pool's convergence passes need this).
+ */
+import { BLKPTR_SIZE_BYTES, decodeBlockPointer, encodeBlockPointer, holeBlockPointer, isHole, type BlockPointer } from '../io/blkptr.js';
+import type { BlockWriteProps, ChecksumType, CompressionType } from '../io/types.js';
+import { assert } from '../util/assert.js';
+import { CairnError } from '../util/errors.js';
+import {
+  DNODE_SHIFT, DNODE_SIZE_BYTES, INDIRECT_BLOCK_SIZE_BYTES, POINTERS_PER_INDIRECT, POINTERS_PER_INDIRECT_SHIFT,
+  decodeDnode, emptyDnode, encodeDnode, type Dnode,
+} from './dnode.js';
+import {
+  BONUS_SIZE_MAX_BYTES, ObjectType, type AllocateObjectOptions, type ObjectInfo, type ObjectStore,
+} from './types.js';
+
+export const OBJSET_PHYS_SIZE_BYTES = 1024;
+const OBJSET_MAGIC = 0x3153_4f4e_5249_4143n; // "CAIRNOS1"
+const OBJSET_VERSION = 1;
+const META_DNODE_BLOCK_SIZE_BYTES = 16 * 1024;
+const DEFAULT_RECORD_SIZE_BYTES = 128 * 1024;
+const RECORD_SIZE_MAX_BYTES = 1024 * 1024;
+/** Clean dnodes kept decoded in memory; dirty ones are pinned until synced. */
+const CLEAN_DNODE_CACHE_MAX = 8192;
+
+export const ObjsetType = { meta: 1, filesystem: 2, volume: 3 } as const;
+export type ObjsetType = (typeof ObjsetType)[keyof typeof ObjsetType];
+
+/** Per-objset write policy (dataset properties later). */
+export interface WritePolicy {
+  checksum: ChecksumType;
+  compression: CompressionType;
+  /** Copies of user data blocks. */
+  copies: number;
+  /** Copies of metadata blocks (indirects, dnodes, directories, the objset block). */
+  metadataCopies: number;
+}
+
+/** What an object set needs from the pool below it. */
+export interface ObjsetEnvironment {
+  /** Verified, decompressed contents; the caller must not modify the returned buffer. */
+  readBlock(bp: BlockPointer): Promise<Buffer>;
+  /** Writes a block in the syncing txg; `old` is the version it replaces (rewritten in place if it was born in this txg). */
+  writeBlock(data: Buffer, props: BlockWriteProps, old: BlockPointer | null): Promise<BlockPointer>;
+  /** Called at sync for every block no longer referenced by the new version. */
+  freeBlock(bp: BlockPointer): void;
+  /** Runs fn inside a txg hold (see ObjectStore.hold). */
+  hold<T>(fn: () => Promise<T>): Promise<T>;
+  /** Dirty-data accounting for the write throttle. */
+  dirtyBytesChanged(deltaBytes: number): void;
+}
+
+interface ObjectState {
+  id: number;
+  dn: Dnode;
+  /** level-0 block id → new contents (null: hole). */
+  dirtyBlocks: Map<number, Buffer | null>;
+  dnodeDirty: boolean;
+  /** Freed: the whole tree goes at sync, the slot becomes empty. */
+  freed: boolean;
+}
+
+const DATA_TYPES: ReadonlySet<number> = new Set([ObjectType.plainFile, ObjectType.volume]);
+
+export class ObjectSet implements ObjectStore {
+  readonly type: ObjsetType;
+  policy: WritePolicy;
+  private readonly env: ObjsetEnvironment;
+  private rootBp: BlockPointer;
+  private nextObjectId: number;
+  private readonly meta: ObjectState;
+  /** Dirty or freed objects: pinned until sync. */
+  private readonly dirty = new Map<number, ObjectState>();
+  /** Clean decoded dnodes in LRU order (Map insertion order). */
+  private readonly clean = new Map<number, ObjectState>();
+  private syncing = false;
+
+  private constructor(env: ObjsetEnvironment, type: ObjsetType, policy: WritePolicy, rootBp: BlockPointer, metaDnode: Dnode, nextObjectId: number) {
+    this.env = env;
+    this.type = type;
+    this.policy = policy;
+    this.rootBp = rootBp;
+    this.nextObjectId = nextObjectId;
+    this.meta = { id: 0, dn: metaDnode, dirtyBlocks: new Map(), dnodeDirty: false, freed: false };
+  }
+
+  /** A new, empty object set; it reaches disk at the next sync. */
+  static create(env: ObjsetEnvironment, type: ObjsetType, policy: WritePolicy): ObjectSet {
+    const meta = emptyDnode();
+    meta.type = ObjectType.dnode;
+    meta.dataBlockSizeBytes = META_DNODE_BLOCK_SIZE_BYTES;
+    meta.recordSizeBytes = META_DNODE_BLOCK_SIZE_BYTES;
+    const os = new ObjectSet(env, type, policy, holeBlockPointer(), meta, 1);
+    os.meta.dnodeDirty = true;
+    return os;
+  }
+
+  static async open(env: ObjsetEnvironment, rootBp: BlockPointer, policy: WritePolicy): Promise<ObjectSet> {
+    const buf = await env.readBlock(rootBp);
+    if (buf.length < OBJSET_PHYS_SIZE_BYTES || buf.readBigUInt64LE(0) !== OBJSET_MAGIC) {
+      throw new CairnError('EIO', 'object set block has a bad magic number');
+    }
+    const version = buf.readUInt32LE(8);
+    if (version > OBJSET_VERSION) throw new CairnError('EVERSION', `object set version ${version} is newer than this Cairn`);
+    const type = buf.readUInt32LE(12) as ObjsetType;
+    const nextObjectId = Number(buf.readBigUInt64LE(16));
+    return new ObjectSet(env, type, policy, rootBp, decodeDnode(buf, 64), nextObjectId);
+  }
+
+  /** Block pointer of the last synced version. */
+  get root(): BlockPointer {
+    return this.rootBp;
+  }
+
+  get isDirty(): boolean {
+    return this.dirty.size > 0 || this.meta.dnodeDirty || this.meta.dirtyBlocks.size > 0;
+  }
+
+  /** Upper bound (exclusive) of object ids ever allocated. */
+  get objectIdLimit(): number {
+    return this.nextObjectId;
+  }
+
+  hold<T>(fn: () => Promise<T>): Promise<T> {
+    return this.env.hold(fn);
+  }
+
+  // ---- objects -------------------------------------------------------------------------------------
+
+  async allocateObject(type: ObjectType, options: AllocateObjectOptions = {}): Promise<number> {
+    const recordSize = options.blockSizeBytes ?? DEFAULT_RECORD_SIZE_BYTES;
+    if (!isPowerOfTwo(recordSize) || recordSize < 512 || recordSize > RECORD_SIZE_MAX_BYTES) {
+      throw new CairnError('EINVAL', `block size ${recordSize} is not a power of two from 512 to 1M`);
+    }
+    assert(type !== ObjectType.none, 'allocating an object of type none');
+    this.assertMutable();
+    const id = this.nextObjectId++;
+    this.meta.dnodeDirty = true; // nextObjectId lives in the objset block
+    const dn = emptyDnode();
+    dn.type = type;
+    dn.bonusType = options.bonusType ?? 0;
+    dn.recordSizeBytes = recordSize;
+    dn.dataBlockSizeBytes = Math.min(recordSize, 512);
+    const state: ObjectState = { id, dn, dirtyBlocks: new Map(), dnodeDirty: true, freed: false };
+    this.dirty.set(id, state);
+    return id;
+  }
+
+  async freeObject(id: number): Promise<void> {
+    this.assertMutable();
+    const state = await this.objectState(id);
+    this.dropDirtyBlocks(state);
+    state.freed = true;
+    state.dnodeDirty = true;
+    this.pin(state);
+  }
+
+  async objectInfo(id: number): Promise<ObjectInfo> {
+    const { dn } = await this.objectState(id);
+    return {
+      type: dn.type,
+      blockSizeBytes: dn.dataBlockSizeBytes,
+      maxOffsetBytes: dn.maxBlockId * dn.dataBlockSizeBytes,
+      usedBytes: dn.usedBytes,
+      bonusType: dn.bonusType,
+      bonusLengthBytes: dn.bonus.length,
+    };
+  }
+
+  async getBonus(id: number): Promise<Buffer> {
+    return Buffer.from((await this.objectState(id)).dn.bonus);
+  }
+
+  async setBonus(id: number, bonus: Buffer): Promise<void> {
+    if (bonus.length > BONUS_SIZE_MAX_BYTES) throw new CairnError('EINVAL', `bonus of ${bonus.length} bytes exceeds ${BONUS_SIZE_MAX_BYTES}`);
+    this.assertMutable();
+    const state = await this.objectState(id);
+    state.dn.bonus = Buffer.from(bonus);
+    state.dnodeDirty = true;
+    this.pin(state);
+  }
+
+  // ---- data ----------------------------------------------------------------------------------------
+
+  async read(id: number, offset: number, length: number): Promise<Buffer> {
+    assert(offset >= 0 && length >= 0, 'negative read');
+    const state = await this.objectState(id);
+    return this.readBytes(state, offset, length);
+  }
+
+  async write(id: number, offset: number, data: Buffer): Promise<void> {
+    assert(offset >= 0, 'negative write offset');
+    this.assertMutable();
+    const state = await this.objectState(id);
+    await this.writeBytes(state, offset, data);
+  }
+
+  async freeRange(id: number, offset: number, length: number): Promise<void> {
+    this.assertMutable();
+    const state = await this.objectState(id);
+    const bs = state.dn.dataBlockSizeBytes;
+    const end = Math.min(offset + length, state.dn.maxBlockId * bs);
+    if (end <= offset) return;
+    const firstFull = Math.ceil(offset / bs);
+    const lastFull = Math.floor(end / bs); // exclusive
+    if (firstFull > lastFull) {
+      await this.writeBytes(state, offset, Buffer.alloc(end - offset));
+      return;
+    }
+    if (offset < firstFull * bs) await this.writeBytes(state, offset, Buffer.alloc(firstFull * bs - offset));
+    if (end > lastFull * bs) await this.writeBytes(state, lastFull * bs, Buffer.alloc(end - lastFull * bs));
+    for (let blkid = await this.nextBlock(state, firstFull); blkid !== null && blkid < lastFull; blkid = await this.nextBlock(state, blkid + 1)) {
+      this.setDirtyBlock(state, blkid, null);
+    }
+    if (lastFull >= state.dn.maxBlockId) {
+      state.dn.maxBlockId = firstFull;
+      state.dnodeDirty = true;
+      this.pin(state);
+    }
+  }
+
+  /**
+   * The next level-0 block id ≥ from that may hold data (dirty, or not a hole on disk), or null.
+   * Skips whole holes at indirect levels, so sparse objects of many TiB are walked quickly.
+   */
+  async nextBlock(state: ObjectState, from: number): Promise<number | null> {
+    let dirtyNext: number | null = null;
+    for (const id of state.dirtyBlocks.keys()) if (id >= from && (dirtyNext === null || id < dirtyNext)) dirtyNext = id;
+    const limit = dirtyNext ?? state.dn.maxBlockId;
+    for (let blkid = from; blkid < limit;) {
+      const span = await this.holeSpan(state.dn, blkid);
+      if (span === 0) return blkid;
+      blkid = (Math.floor(blkid / span) + 1) * span;
+    }
+    return dirtyNext;
+  }
+
+  /** 0 if level-0 block blkid exists on disk; else how many level-0 blocks the hole around it spans. */
+  private async holeSpan(dn: Dnode, blkid: number): Promise<number> {
+    const top = dn.nlevels - 1;
+    const reach = POINTERS_PER_INDIRECT ** top;
+    if (blkid >= reach || isHole(dn.rootBp)) return Math.max(reach, 2 ** Math.ceil(Math.log2(blkid + 1)));
+    let bp = dn.rootBp;
+    for (let level = top; level > 0; level--) {
+      const block = await this.env.readBlock(bp);
+      const span = POINTERS_PER_INDIRECT ** (level - 1);
+      bp = decodeBlockPointer(block, (Math.floor(blkid / span) % POINTERS_PER_INDIRECT) * BLKPTR_SIZE_BYTES);
+      if (isHole(bp)) return span;
+    }
+    return 0;
+  }
+
+  // ---- internals: object states --------------------------------------------------------------------
+
+  private assertMutable(): void {
+    assert(!this.syncing, 'object set modified while its txg is syncing (missing hold?)');
+  }
+
+  private pin(state: ObjectState): void {
+    if (state.id === 0) return;
+    this.clean.delete(state.id);
+    this.dirty.set(state.id, state);
+  }
+
+  private async objectState(id: number): Promise<ObjectState> {
+    if (!Number.isSafeInteger(id) || id <= 0 || id >= this.nextObjectId) throw new CairnError('ENOENT', `object ${id} does not exist`);
+    const dirty = this.dirty.get(id);
+    if (dirty) {
+      if (dirty.freed) throw new CairnError('ENOENT', `object ${id} was freed`);
+      return dirty;
+    }
+    const cached = this.clean.get(id);
+    if (cached) {
+      this.clean.delete(id);
+      this.clean.set(id, cached);
+      return cached;
+    }
+    const raw = await this.readBytes(this.meta, id * DNODE_SIZE_BYTES, DNODE_SIZE_BYTES);
+    // Another caller may have loaded (or dirtied) it while we waited.
+    const again = this.dirty.get(id) ?? this.clean.get(id);
+    if (again) return again;
+    const dn = decodeDnode(raw, 0);
+    if (dn.type === 0) throw new CairnError('ENOENT', `object ${id} does not exist`);
+    const state: ObjectState = { id, dn, dirtyBlocks: new Map(), dnodeDirty: false, freed: false };
+    this.clean.set(id, state);
+    if (this.clean.size > CLEAN_DNODE_CACHE_MAX) {
+      const oldest = this.clean.keys().next();
+      if (!oldest.done) this.clean.delete(oldest.value);
+    }
+    return state;
+  }
+
+  private dropDirtyBlocks(state: ObjectState): void {
+    for (const buf of state.dirtyBlocks.values()) if (buf) this.env.dirtyBytesChanged(-buf.length);
+    state.dirtyBlocks.clear();
+  }
+
+  private setDirtyBlock(state: ObjectState, blkid: number, data: Buffer | null): void {
+    const old = state.dirtyBlocks.get(blkid);
+    if (old) this.env.dirtyBytesChanged(-old.length);
+    if (data) this.env.dirtyBytesChanged(data.length);
+    state.dirtyBlocks.set(blkid, data);
+    if (blkid >= state.dn.maxBlockId && data) {
+      state.dn.maxBlockId = blkid + 1;
+      state.dnodeDirty = true;
+    }
+    this.pin(state);
+  }
+
+  // ---- internals: reading --------------------------------------------------------------------------
+
+  /** Level-0 block contents (dirty or on disk), or null for a hole. Never modify the result. */
+  private async getBlock(state: ObjectState, blkid: number): Promise<Buffer | null> {
+    const dirty = state.dirtyBlocks.get(blkid);
+    if (dirty !== undefined) return dirty;
+    const { dn } = state;
+    if (blkid >= dn.maxBlockId && !(blkid === 0 && !isHole(dn.rootBp))) return null;
+    const bp = await this.blockPointerOf(dn, 0, blkid);
+    if (bp === null || isHole(bp)) return null;
+    return this.env.readBlock(bp);
+  }
+
+  /** The pointer to block (level, blkid) as of the tree on disk, or null when above the tree's reach. */
+  private async blockPointerOf(dn: Dnode, level: number, blkid: number): Promise<BlockPointer | null> {
+    const top = dn.nlevels - 1;
+    if (level > top) return null;
+    if (Math.floor(blkid / POINTERS_PER_INDIRECT ** (top - level)) !== 0) return null;
+    let bp = dn.rootBp;
+    for (let l = top; l > level; l--) {
+      if (isHole(bp)) return bp;
+      const block = await this.env.readBlock(bp);
+      const slot = Math.floor(blkid / POINTERS_PER_INDIRECT ** (l - 1 - level)) % POINTERS_PER_INDIRECT;
+      bp = decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES);
+    }
+    return bp;
+  }
+
+  private async readBytes(state: ObjectState, offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.alloc(length);
+    const bs = state.dn.dataBlockSizeBytes;
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const blkid = Math.floor(pos / bs);
+      const within = pos - blkid * bs;
+      const n = Math.min(bs - within, length - done);
+      const block = await this.getBlock(state, blkid);
+      if (block) block.copy(out, done, within, within + n);
+      done += n;
+    }
+    return out;
+  }
+
+  // ---- internals: writing --------------------------------------------------------------------------
+
+  private async writeBytes(state: ObjectState, offset: number, data: Buffer): Promise<void> {
+    await this.growBlockSize(state, offset + data.length);
+    const bs = state.dn.dataBlockSizeBytes;
+    let done = 0;
+    while (done < data.length) {
+      const pos = offset + done;
+      const blkid = Math.floor(pos / bs);
+      const within = pos - blkid * bs;
+      const n = Math.min(bs - within, data.length - done);
+      let block: Buffer;
+      if (n === bs) {
+        block = Buffer.allocUnsafe(bs);
+      } else {
+        const dirty = state.dirtyBlocks.get(blkid);
+        if (dirty) {
+          block = dirty; // already private to this txg: modify in place
+        } else {
+          block = Buffer.alloc(bs);
+          const old = await this.getBlock(state, blkid);
+          if (old) old.copy(block, 0, 0, Math.min(old.length, bs));
+        }
+      }
+      data.copy(block, within, done, done + n);
+      if (block !== state.dirtyBlocks.get(blkid)) this.setDirtyBlock(state, blkid, block);
+      else if (blkid >= state.dn.maxBlockId) this.setDirtyBlock(state, blkid, block);
+      done += n;
+    }
+  }
+
+  /**
+   * A single-block object grows its block (power of two) as it grows, up to its record size, so small
+   * files take small blocks; once it has two blocks the size is fixed (as OpenZFS does).
+   */
+  private async growBlockSize(state: ObjectState, endOffset: number): Promise<void> {
+    const { dn } = state;
+    if (dn.dataBlockSizeBytes >= dn.recordSizeBytes || endOffset <= dn.dataBlockSizeBytes) return;
+    if (dn.maxBlockId > 1) return;
+    let size = dn.dataBlockSizeBytes;
+    while (size < endOffset && size < dn.recordSizeBytes) size *= 2;
+    const old = await this.getBlock(state, 0);
+    dn.dataBlockSizeBytes = size;
+    state.dnodeDirty = true;
+    this.pin(state);
+    if (old) {
+      // Block 0 gets a new pointer at sync; the old, smaller block is freed then.
+      const grown = Buffer.alloc(size);
+      old.copy(grown, 0, 0, Math.min(old.length, size));
+      this.setDirtyBlock(state, 0, grown);
+    }
+  }
+
+  // ---- sync ----------------------------------------------------------------------------------------
+
+  /**
+   * Writes every change since the last sync in txg `txg` and returns the new root block pointer. May be
+   * called again in the same txg (pool convergence passes); unchanged object sets return at once.
+   */
+  async sync(txg: number): Promise<BlockPointer> {
+    if (!this.isDirty && !isHole(this.rootBp)) return this.rootBp;
+    this.syncing = true;
+    try {
+      const states = [...this.dirty.values()].sort((a, b) => a.id - b.id);
+      for (const state of states) {
+        if (state.freed) await this.freeTree(state.dn.rootBp, state.dn.nlevels - 1);
+        else await this.syncObject(state, txg);
+      }
+      // Dnode records go into the meta-dnode object (plain writes: the objset is ours while syncing).
+      for (const state of states) {
+        const rec = Buffer.alloc(DNODE_SIZE_BYTES);
+        encodeDnode(state.freed ? emptyDnode() : state.dn, rec, 0);
+        this.syncing = false;
+        await this.writeBytes(this.meta, state.id * DNODE_SIZE_BYTES, rec);
+        this.syncing = true;
+        this.dirty.delete(state.id);
+        state.dnodeDirty = false;
+        if (!state.freed) this.clean.set(state.id, state);
+      }
+      while (this.clean.size > CLEAN_DNODE_CACHE_MAX) {
+        const oldest = this.clean.keys().next();
+        if (oldest.done) break;
+        this.clean.delete(oldest.value);
+      }
+      await this.syncObject(this.meta, txg);
+      this.meta.dnodeDirty = false;
+      const phys = Buffer.alloc(OBJSET_PHYS_SIZE_BYTES);
+      phys.writeBigUInt64LE(OBJSET_MAGIC, 0);
+      phys.writeUInt32LE(OBJSET_VERSION, 8);
+      phys.writeUInt32LE(this.type, 12);
+      phys.writeBigUInt64LE(BigInt(this.nextObjectId), 16);
+      encodeDnode(this.meta.dn, phys, 64);
+      const old = isHole(this.rootBp) ? null : this.rootBp;
+      this.rootBp = await this.env.writeBlock(phys, this.props(ObjectType.objset, 0, 1, true, txg), old);
+      if (old && !sameLocation(old, this.rootBp)) this.env.freeBlock(old);
+      return this.rootBp;
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  private props(type: number, level: number, fill: number, metadata: boolean, txg: number): BlockWriteProps {
+    return {
+      type, level, fill, birthTxg: txg,
+      checksum: this.policy.checksum,
+      compression: this.policy.compression,
+      copies: metadata ? this.policy.metadataCopies : this.policy.copies,
+    };
+  }
+
+  /** Writes one object's dirty blocks and the indirect blocks above them; swaps in the new root. */
+  private async syncObject(state: ObjectState, txg: number): Promise<void> {
+    const { dn } = state;
+    const entries = [...state.dirtyBlocks.entries()].sort((a, b) => a[0] - b[0]);
+    if (entries.length === 0 && !isHole(dn.rootBp)) return;
+    const metadata = !DATA_TYPES.has(dn.type);
+    // Levels needed to reach the highest block.
+    let nlevels = dn.nlevels;
+    const maxId = Math.max(dn.maxBlockId - 1, 0);
+    while (maxId >= POINTERS_PER_INDIRECT ** (nlevels - 1)) nlevels++;
+
+    // Level 0: new pointers for the dirty blocks.
+    let changed = new Map<number, BlockPointer>();
+    for (const [blkid, data] of entries) {
+      const old = await this.diskPointer(dn, 0, blkid);
+      let bp: BlockPointer;
+      if (data === null || (this.policy.compression !== 0 && isAllZero(data))) {
+        bp = holeBlockPointer(dn.dataBlockSizeBytes, txg);
+      } else {
+        bp = await this.env.writeBlock(data, this.props(dn.type, 0, 1, metadata, txg), old && !isHole(old) ? old : null);
+      }
+      this.release(dn, old, bp);
+      changed.set(blkid, bp);
+    }
+
+    // Indirect levels, bottom-up: each changed child pointer dirties its parent.
+    let rootBp: BlockPointer = dn.rootBp;
+    if (nlevels === 1) {
+      const only = changed.get(0);
+      if (only) rootBp = only;
+    }
+    for (let level = 1; level < nlevels; level++) {
+      const parents = new Map<number, Map<number, BlockPointer>>();
+      for (const [blkid, bp] of changed) {
+        const parentId = Math.floor(blkid / POINTERS_PER_INDIRECT);
+        let group = parents.get(parentId);
+        if (!group) parents.set(parentId, (group = new Map()));
+        group.set(blkid % POINTERS_PER_INDIRECT, bp);
+      }
+      // The old root moves down one level when the tree grows.
+      if (level === dn.nlevels && !isHole(dn.rootBp) && !parents.has(0)) parents.set(0, new Map());
+      const next = new Map<number, BlockPointer>();
+      for (const [parentId, group] of parents) {
+        const old = await this.diskPointerGrown(dn, level, parentId);
+        const block = Buffer.alloc(INDIRECT_BLOCK_SIZE_BYTES);
+        if (old && !isHole(old)) (await this.env.readBlock(old)).copy(block);
+        else if (level === dn.nlevels && parentId === 0 && !isHole(dn.rootBp)) encodeBlockPointer(dn.rootBp, block, 0);
+        for (const [slot, bp] of group) encodeBlockPointer(bp, block, slot * BLKPTR_SIZE_BYTES);
+        const fill = sumFill(block);
+        let bp: BlockPointer;
+        if (fill === 0 && allHoles(block)) bp = holeBlockPointer(0, txg);
+        else bp = await this.env.writeBlock(block, this.props(ObjectType.indirect, level, fill, true, txg), old && !isHole(old) ? old : null);
+        this.release(dn, old, bp);
+        next.set(parentId, bp);
+      }
+      changed = next;
+      if (level === nlevels - 1) rootBp = changed.get(0) ?? rootBp;
+    }
+    // Swap in the new version atomically (no await between these lines).
+    dn.rootBp = rootBp;
+    dn.nlevels = nlevels;
+    this.dropDirtyBlocks(state);
+    state.dnodeDirty = true;
+  }
+
+  /** Pointer of (level, blkid) in the current tree, or null when the tree does not reach that far. */
+  private async diskPointer(dn: Dnode, level: number, blkid: number): Promise<BlockPointer | null> {
+    return this.blockPointerOf(dn, level, blkid);
+  }
+
+  /** As diskPointer, but the old root counts as block 0 of its own level only (growth handled by caller). */
+  private async diskPointerGrown(dn: Dnode, level: number, blkid: number): Promise<BlockPointer | null> {
+    if (level >= dn.nlevels) return null;
+    return this.blockPointerOf(dn, level, blkid);
+  }
+
+  /** Accounts a replaced pointer: the old block is freed unless it is being rewritten in place. */
+  private release(dn: Dnode, old: BlockPointer | null, bp: BlockPointer): void {
+    dn.usedBytes += allocated(bp);
+    if (old && !isHole(old)) {
+      dn.usedBytes -= allocated(old);
+      if (!sameLocation(old, bp)) this.env.freeBlock(old);
+    }
+  }
+
+  /** Frees every block of a tree (object freed). */
+  private async freeTree(bp: BlockPointer, level: number): Promise<void> {
+    if (isHole(bp)) return;
+    if (level > 0) {
+      const block = await this.env.readBlock(bp);
+      for (let slot = 0; slot < POINTERS_PER_INDIRECT; slot++) {
+        const child = decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES);
+        if (!isHole(child)) await this.freeTree(child, level - 1);
+      }
+    }
+    this.env.freeBlock(bp);
+  }
+
+  // ---- traversal (scrub, resilver) -----------------------------------------------------------------
+
+  /**
+   * Visits every block pointer of this object set's last synced version: the objset block, the dnode
+   * array, and every object's tree, parents before children. Memory: one indirect block per level.
+   */
+  async traverse(visit: (bp: BlockPointer) => Promise<void>, rootBp: BlockPointer = this.rootBp): Promise<void> {
+    if (isHole(rootBp)) return;
+    await visit(rootBp);
+    const phys = await this.env.readBlock(rootBp);
+    const meta = decodeDnode(phys, 64);
+    await this.traverseTree(meta.rootBp, meta.nlevels - 1, visit, async (block) => {
+      for (let at = 0; at + DNODE_SIZE_BYTES <= block.length; at += DNODE_SIZE_BYTES) {
+        const dn = decodeDnode(block, at);
+        if (dn.type !== 0) await this.traverseTree(dn.rootBp, dn.nlevels - 1, visit, null);
+      }
+    });
+  }
+
+  private async traverseTree(
+    bp: BlockPointer, level: number, visit: (bp: BlockPointer) => Promise<void>,
+    onData: ((block: Buffer) => Promise<void>) | null,
+  ): Promise<void> {
+    if (isHole(bp)) return;
+    await visit(bp);
+    if (level === 0) {
+      if (onData) await onData(await this.env.readBlock(bp));
+      return;
+    }
+    const block = await this.env.readBlock(bp);
+    for (let slot = 0; slot < POINTERS_PER_INDIRECT; slot++) {
+      const child = decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES);
+      if (!isHole(child)) await this.traverseTree(child, level - 1, visit, onData);
+    }
+  }
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+function isAllZero(buf: Buffer): boolean {
+  // Compare 8 bytes at a time through a BigUint64Array view where aligned.
+  if (buf.byteOffset % 8 === 0 && buf.length % 8 === 0) {
+    const words = new BigUint64Array(buf.buffer, buf.byteOffset, buf.length / 8);
+    for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+    return true;
+  }
+  for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+function allHoles(block: Buffer): boolean {
+  for (let slot = 0; slot < POINTERS_PER_INDIRECT; slot++) {
+    const at = slot * BLKPTR_SIZE_BYTES;
+    if (block.readUInt32LE(at + 4) !== 0 || block.readUInt32LE(at + 20) !== 0 || block.readUInt32LE(at + 36) !== 0) return false;
+  }
+  return true;
+}
+
+function sumFill(block: Buffer): number {
+  let fill = 0;
+  for (let slot = 0; slot < POINTERS_PER_INDIRECT; slot++) {
+    const at = slot * BLKPTR_SIZE_BYTES;
+    if (block.readUInt32LE(at + 4) !== 0) fill += block.readUInt32LE(at + 60);
+  }
+  return fill;
+}
+
+function allocated(bp: BlockPointer): number {
+  let bytes = 0;
+  for (const dva of bp.dvas) bytes += dva.asize;
+  return bytes;
+}
+
+function sameLocation(a: BlockPointer, b: BlockPointer): boolean {
+  const x = a.dvas[0];
+  const y = b.dvas[0];
+  return x !== undefined && y !== undefined && x.vdev === y.vdev && x.offset === y.offset;
+}
+
+export { DNODE_SHIFT };
