@@ -1,0 +1,723 @@
+/**
+ * Pool: one imported pool (OpenZFS spa). Theory, in short:
+ *
+ * - State moves from one committed txg to the next. Clients change the open txg in memory (holds, see
+ *   txg-gate.ts); sync() writes every change copy-on-write to new blocks — datasets first, then the
+ *   MOS, repeating MOS passes until the space maps stop changing — flushes every device, and only then
+ *   writes the uberblock naming the new MOS root into every label's ring, and flushes again. A crash
+ *   before the uberblock is durable leaves the previous txg intact: nothing it references was
+ *   overwritten (frees wait DEFER_TXGS txgs before reuse).
+ * - Labels carry the config (vdev tree, pool GUID, owner pid and host). Config changes are written to
+ *   labels 0 and 2 before the uberblock and 1 and 3 after it, so two valid labels always exist.
+ * - One owner: labels say "active" with our host and pid while imported; an importer that finds a live
+ *   owner on this host is refused, a dead one (kill -9) is taken over.
+ * - Reads go through the ARC; every block is verified by its parent's checksum in the io pipeline,
+ *   which heals bad copies from good ones. A failure to write a txg suspends the pool (EIO) rather
+ *   than guess.
+ */
+import { hostname } from 'node:os';
+import { dvaKey, isHole, type BlockPointer } from '../io/blkptr.js';
+import { IoPipeline } from '../io/index.js';
+import { ChecksumType, CompressionType, type BlockWriteProps } from '../io/types.js';
+import { Arc } from '../cache/index.js';
+import { ObjectSet, ObjsetType, type ObjsetEnvironment, type WritePolicy } from '../objects/objset.js';
+import { Filesystem } from '../fs/index.js';
+import type { FileSystemApi } from '../fs/types.js';
+import { assert } from '../util/assert.js';
+import { CairnError } from '../util/errors.js';
+import { LeafVdev, MirrorVdev, RaidzVdev, buildVdevConfig, openFileDevice, openVdev, parseVdevSpec, randomGuid } from '../vdev/index.js';
+import type { BlockDevice, Vdev, VdevConfig } from '../vdev/types.js';
+import type { HistoryEntry, IoStats, PoolHealth, PoolStatus, ScanStatus, VdevStatusNode } from './types.js';
+import type { PoolHandle } from './api.js';
+import { initializeLabels, ON_DISK_VERSION, readDeviceLabels, newestConfig, writeLabelConfigs, writeUberblock, type LabelConfig, type Uberblock } from './label.js';
+import { MetaslabAllocator, type MetaslabVdevConfig } from './metaslab.js';
+import { Mos, type PoolConfigPhys } from './mos.js';
+import { TxgGate } from './txg-gate.js';
+import { Scanner } from './scan.js';
+
+export const ARC_SIZE_DEFAULT_BYTES = 256 * 1024 * 1024;
+export const DIRTY_DATA_MAX_BYTES = 64 * 1024 * 1024;
+/** A txg is synced at least this often when anything is dirty (OpenZFS zfs_txg_timeout). */
+export const TXG_TIMEOUT_MS = 5000;
+const ROOT_DATASET_KEY = 'root_dataset';
+/** Sync passes after which the MOS must have converged; more is a bug. */
+const SYNC_PASSES_MAX = 30;
+
+export const POOL_PROPERTY_DEFAULTS: Record<string, string> = {
+  checksum: 'xxh128',
+  compression: 'lz4',
+  copies: '1',
+};
+
+/** Pools open in this process, by GUID: a second import here is refused like one from another process. */
+const openPools = new Map<string, Pool>();
+
+export interface PoolOpenParts {
+  name: string;
+  guid: string;
+  vdevs: Vdev[];
+  /** Leaf devices by path for closing. */
+  arcSizeBytes: number;
+  txg: number;
+  createdNew: boolean;
+}
+
+export function checksumOf(name: string): (typeof ChecksumType)[keyof typeof ChecksumType] {
+  const v = (ChecksumType as Record<string, number>)[name];
+  if (v === undefined || v === ChecksumType.off) throw new CairnError('EINVAL', `unknown checksum '${name}' (fletcher4, sha256, xxh128)`);
+  return v as (typeof ChecksumType)[keyof typeof ChecksumType];
+}
+
+export function compressionOf(name: string): (typeof CompressionType)[keyof typeof CompressionType] {
+  const v = (CompressionType as Record<string, number>)[name === 'on' ? 'lz4' : name];
+  if (v === undefined) throw new CairnError('EINVAL', `unknown compression '${name}' (off, lz4, zstd)`);
+  return v as (typeof CompressionType)[keyof typeof CompressionType];
+}
+
+function copiesOf(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 3) throw new CairnError('EINVAL', `copies must be 1, 2 or 3, not '${value}'`);
+  return n;
+}
+
+export function leavesOf(vdev: Vdev): LeafVdev[] {
+  if (vdev instanceof LeafVdev) return [vdev];
+  return vdev.children.flatMap((c) => leavesOf(c));
+}
+
+export class Pool implements PoolHandle {
+  readonly name: string;
+  readonly guid: string;
+  vdevs: Vdev[];
+  readonly io: IoPipeline;
+  readonly arc: Arc;
+  readonly gate: TxgGate;
+  allocator!: MetaslabAllocator;
+  mos!: Mos;
+  private rootObjset!: ObjectSet;
+  private rootDatasetId = 0;
+  private filesystem!: Filesystem;
+  private properties: Record<string, string> = { ...POOL_PROPERTY_DEFAULTS };
+  /** Last committed txg. */
+  txg: number;
+  private syncingTxg = 0;
+  private configDirty = false;
+  private suspended: Error | null = null;
+  private closed = false;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private syncInFlight: Promise<void> | null = null;
+  readonly scanner: Scanner;
+  readonly env: ObjsetEnvironment;
+  /** Leaves offline since this txg: `online` resilvers what was born after it. */
+  private readonly offlineSince = new Map<string, number>();
+
+  private constructor(name: string, guid: string, vdevs: Vdev[], arcSizeBytes: number, txg: number) {
+    this.name = name;
+    this.guid = guid;
+    this.vdevs = vdevs;
+    this.txg = txg;
+    this.arc = new Arc({ maxSizeBytes: arcSizeBytes });
+    this.gate = new TxgGate(Math.min(DIRTY_DATA_MAX_BYTES, Math.max(8 << 20, arcSizeBytes / 2)), () => this.sync());
+    this.io = new IoPipeline({ vdevs: (id) => this.vdevs[id], allocator: { allocate: (p, c) => this.allocator.allocate(p, c), free: (d) => this.allocator.free(d) } });
+    this.scanner = new Scanner(this);
+    this.env = {
+      readBlock: (bp) => this.readBlock(bp),
+      writeBlock: (data, props, old) => this.writeBlock(data, props, old),
+      freeBlock: (bp) => this.freeBlock(bp),
+      hold: (fn) => this.hold(fn),
+      dirtyBytesChanged: (delta) => this.gate.dirtyBytesChanged(delta),
+    };
+  }
+
+  get fs(): FileSystemApi {
+    return this.filesystem;
+  }
+
+  // ---- creation and import ------------------------------------------------------------------------
+
+  static async create(name: string, vdevs: Vdev[], options: { arcSizeBytes: number; properties: Record<string, string> }): Promise<Pool> {
+    const guid = randomGuid();
+    const pool = new Pool(name, guid, vdevs, options.arcSizeBytes, 0);
+    pool.properties = { ...POOL_PROPERTY_DEFAULTS, ...options.properties };
+    pool.validateProperties();
+    await pool.claim(guid);
+    pool.allocator = new MetaslabAllocator(vdevs);
+    pool.mos = await pool.withoutGate(async () => {
+      const mosOs = ObjectSet.create(pool.env, ObjsetType.meta, pool.mosPolicy());
+      return Mos.create(mosOs, pool.poolConfigPhys());
+    });
+    for (const v of vdevs) await pool.mos.createSpaceMaps(v.guid, pool.allocator.metaslabCount(v.id));
+    pool.rootObjset = ObjectSet.create(pool.env, ObjsetType.filesystem, pool.datasetPolicy());
+    pool.filesystem = await Filesystem.create(pool.rootObjset, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, statfs: () => pool.statfs() });
+    pool.rootDatasetId = await pool.mos.createDataset({ createTxg: 1, rootBp: pool.rootObjset.root }, ROOT_DATASET_KEY);
+    await pool.mos.appendHistory(JSON.stringify({ timeMs: Date.now(), command: `pool create ${name}` }));
+    for (const leaf of pool.leaves()) {
+      const device = leaf.device;
+      if (device) await initializeLabels(device, pool.labelConfig(leaf, 'active'));
+    }
+    await pool.syncNow();
+    pool.startTimer();
+    return pool;
+  }
+
+  static async open(config: LabelConfig, vdevs: Vdev[], uberblocks: Uberblock[], options: { arcSizeBytes: number }): Promise<Pool> {
+    const ordered = [...uberblocks].sort((a, b) => b.txg - a.txg);
+    let lastError: unknown = new CairnError('EBADLABEL', `pool '${config.name}' has no valid uberblock`);
+    for (const ub of ordered) {
+      const pool = new Pool(config.name, config.poolGuid, vdevs, options.arcSizeBytes, ub.txg);
+      try {
+        await pool.load(ub);
+        await pool.claim(config.poolGuid);
+        pool.configDirty = true;
+        await pool.writeLabelsNow();
+        pool.startTimer();
+        return pool;
+      } catch (e) {
+        openPools.delete(config.poolGuid);
+        lastError = e;
+        // Rewind: try the previous txg, as zpool import -F does.
+      }
+    }
+    throw lastError;
+  }
+
+  private async load(ub: Uberblock): Promise<void> {
+    const mosOs = await ObjectSet.open(this.env, ub.rootBp, this.mosPolicy());
+    this.mos = Mos.open(mosOs);
+    const config = await this.mos.readConfig();
+    this.properties = { ...POOL_PROPERTY_DEFAULTS, ...config.properties };
+    const persisted: MetaslabVdevConfig[] = this.vdevs.map((v) => {
+      const shift = config.metaslabShift[v.guid];
+      if (shift === undefined) throw new CairnError('EIO', `pool config has no metaslab shift for vdev ${v.guid}`);
+      return { vdevId: v.id, metaslabShift: shift, metaslabCount: Math.ceil(v.asize / 2 ** shift) };
+    });
+    this.allocator = new MetaslabAllocator(this.vdevs, { persisted });
+    for (const v of this.vdevs) {
+      const count = this.allocator.metaslabCount(v.id);
+      const ids = await this.mos.spaceMapIds(v.guid, count);
+      for (let ms = 0; ms < count; ms++) this.allocator.loadMetaslab(v.id, ms, await this.mos.readSpaceMap(ids[ms] as number));
+    }
+    this.rootDatasetId = await this.mos.datasetObject(ROOT_DATASET_KEY);
+    const ds = await this.mos.readDataset(this.rootDatasetId);
+    this.rootObjset = await ObjectSet.open(this.env, ds.rootBp, this.datasetPolicy());
+    this.filesystem = await Filesystem.open(this.rootObjset, { statfs: () => this.statfs() });
+  }
+
+  /** Registers this process as the pool's one owner. */
+  private async claim(guid: string): Promise<void> {
+    if (openPools.has(guid)) throw new CairnError('EPOOLINUSE', `pool '${this.name}' is already imported by this process`);
+    openPools.set(guid, this);
+  }
+
+  // ---- properties and policies --------------------------------------------------------------------
+
+  private validateProperties(): void {
+    for (const key of Object.keys(this.properties)) {
+      if (!(key in POOL_PROPERTY_DEFAULTS)) throw new CairnError('EINVAL', `unknown property '${key}'`);
+    }
+    checksumOf(this.properties['checksum'] as string);
+    compressionOf(this.properties['compression'] as string);
+    copiesOf(this.properties['copies'] as string);
+  }
+
+  private mosPolicy(): WritePolicy {
+    return { checksum: checksumOf(this.properties['checksum'] ?? 'xxh128'), compression: CompressionType.lz4, copies: 3, metadataCopies: 3 };
+  }
+
+  private datasetPolicy(): WritePolicy {
+    const copies = copiesOf(this.properties['copies'] ?? '1');
+    return {
+      checksum: checksumOf(this.properties['checksum'] ?? 'xxh128'),
+      compression: compressionOf(this.properties['compression'] ?? 'lz4'),
+      copies,
+      metadataCopies: Math.min(3, copies + 1),
+    };
+  }
+
+  private poolConfigPhys(): PoolConfigPhys {
+    const metaslabShift: Record<string, number> = {};
+    for (const v of this.vdevs) metaslabShift[v.guid] = this.allocator ? this.allocator.metaslabShift(v.id) : 0;
+    return { version: ON_DISK_VERSION, properties: this.properties, metaslabShift };
+  }
+
+  // ---- the block environment of every object set -------------------------------------------------
+
+  private arcKey(bp: BlockPointer): string {
+    const dva = bp.dvas[0];
+    assert(dva !== undefined, 'cache key of a hole');
+    return `${dvaKey(dva)}:${bp.birthTxg}`;
+  }
+
+  private async readBlock(bp: BlockPointer): Promise<Buffer> {
+    this.checkUsable();
+    const key = this.arcKey(bp);
+    const cached = this.arc.get(key);
+    if (cached) return cached;
+    const data = await this.io.read(bp);
+    this.arc.put(key, data);
+    return data;
+  }
+
+  private async writeBlock(data: Buffer, props: BlockWriteProps, old: BlockPointer | null): Promise<BlockPointer> {
+    assert(this.syncingTxg !== 0 && props.birthTxg === this.syncingTxg, 'block write outside the syncing txg');
+    let bp: BlockPointer;
+    if (old && !isHole(old) && old.birthTxg === this.syncingTxg) {
+      this.arc.remove(this.arcKey(old));
+      bp = await this.io.rewrite(old, data, props);
+    } else {
+      bp = await this.io.write(data, props);
+    }
+    // Metadata is read again soon (next txg's indirect updates); data blocks are not cached on write.
+    if (props.level > 0 || props.type !== 10) this.arc.put(this.arcKey(bp), data);
+    return bp;
+  }
+
+  private freeBlock(bp: BlockPointer): void {
+    if (isHole(bp)) return;
+    this.arc.remove(this.arcKey(bp));
+    for (const dva of bp.dvas) this.allocator.free(dva);
+  }
+
+  hold<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkUsable();
+    return this.gate.hold(fn);
+  }
+
+  /** For work done before the pool is open to clients (creation): no txg discipline needed yet. */
+  private async withoutGate<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+
+  private checkUsable(): void {
+    if (this.closed) throw new CairnError('EFAULTED', `pool '${this.name}' is not imported`);
+    if (this.suspended) throw new CairnError('EIO', `pool '${this.name}' is suspended after a failed txg write: ${this.suspended.message}`);
+  }
+
+  // ---- txg sync -----------------------------------------------------------------------------------
+
+  private startTimer(): void {
+    this.syncTimer = setInterval(() => {
+      if (this.gate.dirtyBytes > 0 || this.rootObjset.isDirty || this.mos.os.isDirty) void this.sync().catch(() => undefined);
+    }, TXG_TIMEOUT_MS);
+    this.syncTimer.unref();
+  }
+
+  /** Commits the open txg and waits until it is durable (coalescing concurrent callers). */
+  async sync(): Promise<void> {
+    this.checkUsable();
+    if (this.syncInFlight) {
+      await this.syncInFlight.catch(() => undefined);
+    }
+    if (!this.syncInFlight) {
+      this.syncInFlight = this.syncNow().finally(() => {
+        this.syncInFlight = null;
+      });
+    }
+    return this.syncInFlight;
+  }
+
+  private async syncNow(): Promise<void> {
+    await this.gate.exclusive(async () => {
+      if (!this.rootObjset.isDirty && !this.mos.os.isDirty && !this.configDirty && this.txg > 0) return;
+      try {
+        await this.syncTxg(this.txg + 1);
+      } catch (e) {
+        this.suspended = e instanceof Error ? e : new Error(String(e));
+        throw e;
+      }
+    });
+  }
+
+  private async syncTxg(txg: number): Promise<void> {
+    this.syncingTxg = txg;
+    this.allocator.beginSync(txg);
+    try {
+      this.scanner.beforeSync(txg);
+      if (this.rootObjset.isDirty || this.txg === 0) {
+        const rootBp = await this.rootObjset.sync(txg);
+        const ds = await this.mos.readDataset(this.rootDatasetId);
+        await this.mos.writeDataset(this.rootDatasetId, { ...ds, rootBp });
+      }
+      if (this.configDirty) await this.mos.writeConfig(this.poolConfigPhys());
+      let mosRoot = this.mos.os.root;
+      for (let pass = 1; ; pass++) {
+        assert(pass <= SYNC_PASSES_MAX, `txg ${txg} did not converge in ${SYNC_PASSES_MAX} passes`);
+        const ids = new Map<number, number[]>();
+        for (const update of this.allocator.pendingRecords()) {
+          let table = ids.get(update.vdevId);
+          if (!table) {
+            const v = this.vdevs[update.vdevId];
+            assert(v !== undefined, `space map update for unknown vdev ${update.vdevId}`);
+            table = await this.mos.spaceMapIds(v.guid, this.allocator.metaslabCount(v.id));
+            ids.set(update.vdevId, table);
+          }
+          const id = table[update.metaslabIndex];
+          assert(id !== undefined, 'space map object id');
+          if (update.mode === 'append') await this.mos.appendSpaceMap(id, update.bytes);
+          else await this.mos.rewriteSpaceMap(id, update.bytes);
+        }
+        if (!this.mos.os.isDirty && pass > 1) break;
+        mosRoot = await this.mos.os.sync(txg);
+      }
+      await this.flushAll();
+      const ub: Uberblock = { txg, poolGuid: this.guid, timestampMs: Date.now(), rootBp: mosRoot };
+      const config = this.configDirty;
+      if (config) await this.writeLabels([0, 2]);
+      await this.forEachLeaf((device) => writeUberblock(device, ub));
+      await this.flushAll();
+      if (config) {
+        await this.writeLabels([1, 3]);
+        await this.flushAll();
+        this.configDirty = false;
+      }
+      this.allocator.endSync(txg);
+      this.txg = txg;
+    } finally {
+      this.syncingTxg = 0;
+    }
+  }
+
+  /** Runs fn on every usable leaf device; fails only if no leaf took it. */
+  private async forEachLeaf(fn: (device: BlockDevice, leaf: LeafVdev) => Promise<void>): Promise<void> {
+    let ok = 0;
+    let lastError: unknown = null;
+    await Promise.all(this.leaves().map(async (leaf) => {
+      const device = leaf.device;
+      if (!device || leaf.state === 'OFFLINE' || leaf.state === 'FAULTED') return;
+      try {
+        await fn(device, leaf);
+        ok++;
+      } catch (e) {
+        leaf.errors.write++;
+        lastError = e;
+      }
+    }));
+    if (ok === 0) throw new CairnError('EIO', `no device of pool '${this.name}' could be written${lastError instanceof Error ? `: ${lastError.message}` : ''}`);
+  }
+
+  private async flushAll(): Promise<void> {
+    await this.forEachLeaf((device) => device.flush());
+  }
+
+  private labelConfig(leaf: LeafVdev, state: LabelConfig['state']): LabelConfig {
+    return {
+      version: ON_DISK_VERSION, name: this.name, poolGuid: this.guid, state, txg: this.txg + 1,
+      hostname: hostname(), pid: process.pid, guid: leaf.guid, vdevTree: this.vdevs.map((v) => v.config()),
+    };
+  }
+
+  private async writeLabels(indexes: number[], state: LabelConfig['state'] = 'active'): Promise<void> {
+    await this.forEachLeaf((device, leaf) => writeLabelConfigs(device, this.labelConfig(leaf, state), indexes));
+  }
+
+  private async writeLabelsNow(state: LabelConfig['state'] = 'active'): Promise<void> {
+    await this.writeLabels([0, 2], state);
+    await this.flushAll();
+    await this.writeLabels([1, 3], state);
+    await this.flushAll();
+  }
+
+  leaves(): LeafVdev[] {
+    return this.vdevs.flatMap((v) => leavesOf(v));
+  }
+
+  // ---- status -------------------------------------------------------------------------------------
+
+  health(): PoolHealth {
+    if (this.suspended) return 'SUSPENDED';
+    let degraded = false;
+    for (const v of this.vdevs) {
+      if (v.state === 'FAULTED' || v.state === 'UNAVAIL') return 'UNAVAIL';
+      if (v.state !== 'ONLINE') degraded = true;
+    }
+    return degraded ? 'DEGRADED' : 'ONLINE';
+  }
+
+  status(): PoolStatus {
+    const space = this.allocator.space();
+    const node = (v: Vdev, index: number): VdevStatusNode => {
+      const name = v instanceof LeafVdev ? v.path : `${v.kind === 'raidz' ? `raidz${(v as RaidzVdev).nparity}` : v.kind}-${index}`;
+      const out: VdevStatusNode = { name, state: v.state, errors: { ...v.errors }, children: v.children.map((c, i) => node(c, i)) };
+      const resilvering = this.scanner.resilveringLeaves.has(v.guid);
+      if (resilvering) out.note = '(resilvering)';
+      else if (v instanceof LeafVdev && v.state === 'UNAVAIL') out.note = 'cannot open';
+      return out;
+    };
+    const health = this.health();
+    return {
+      name: this.name,
+      guid: this.guid,
+      health,
+      txg: this.txg,
+      space: {
+        sizeBytes: space.sizeBytes,
+        allocatedBytes: space.allocatedBytes,
+        freeBytes: space.freeBytes,
+        fragmentationPercent: space.fragmentationPercent,
+        capacityPercent: space.sizeBytes === 0 ? 0 : Math.floor((100 * space.allocatedBytes) / space.sizeBytes),
+      },
+      scan: this.scanner.status(),
+      config: {
+        name: this.name, state: health, errors: { read: 0, write: 0, checksum: 0 },
+        children: this.vdevs.map((v, i) => node(v, i)),
+      },
+      dataErrors: this.io.dataErrors.map((e) => `<block ${e.bp.dvas.map((d) => dvaKey(d)).join(',')} birth ${e.bp.birthTxg}> (${e.code})`),
+    };
+  }
+
+  private statfs(): { totalBytes: number; freeBytes: number; availableBytes: number; files: number } {
+    const s = this.allocator.space();
+    return { totalBytes: s.sizeBytes, freeBytes: s.freeBytes, availableBytes: s.freeBytes, files: this.rootObjset.objectIdLimit };
+  }
+
+  iostat(): IoStats {
+    const s = this.io.stats;
+    return { readOps: s.readOps, writeOps: s.writeOps, readBytes: s.readBytes, writeBytes: s.writeBytes };
+  }
+
+  async history(): Promise<HistoryEntry[]> {
+    const out: HistoryEntry[] = [];
+    for await (const line of this.mos.historyLines()) {
+      try {
+        out.push(JSON.parse(line) as HistoryEntry);
+      } catch {
+        out.push({ timeMs: 0, command: line });
+      }
+    }
+    return out;
+  }
+
+  async logHistory(command: string): Promise<void> {
+    await this.hold(() => this.mos.appendHistory(JSON.stringify({ timeMs: Date.now(), command })));
+  }
+
+  // ---- scrub, device management -------------------------------------------------------------------
+
+  async scrub(options: { wait?: boolean; stop?: boolean } = {}): Promise<void> {
+    this.checkUsable();
+    if (options.stop) {
+      this.scanner.cancel();
+      return;
+    }
+    await this.sync();
+    const run = this.scanner.start('scrub', { fromTxg: 0, vdevGuids: null });
+    if (options.wait) await run;
+    else void run.catch(() => undefined);
+  }
+
+  findLeaf(device: string): LeafVdev {
+    const leaf = this.leaves().find((l) => l.path === device || l.guid === device);
+    if (!leaf) throw new CairnError('ENOENT', `no such device in pool '${this.name}': ${device}`);
+    return leaf;
+  }
+
+  private topOf(leaf: LeafVdev): Vdev {
+    const top = this.vdevs.find((v) => leavesOf(v).includes(leaf));
+    assert(top !== undefined, 'leaf without a top-level vdev');
+    return top;
+  }
+
+  private hasRedundancyWithout(leaf: LeafVdev): boolean {
+    const top = this.topOf(leaf);
+    if (top === leaf) return false;
+    const healthy = top.children.filter((c) => c !== leaf && c.state === 'ONLINE').length;
+    if (top instanceof MirrorVdev) return healthy >= 1;
+    if (top instanceof RaidzVdev) return top.children.length - healthy - 1 < top.nparity;
+    return false;
+  }
+
+  async offline(device: string): Promise<void> {
+    const leaf = this.findLeaf(device);
+    if (leaf.state === 'OFFLINE') return;
+    if (!this.hasRedundancyWithout(leaf)) throw new CairnError('EBUSY', `cannot offline ${device}: no valid replicas`);
+    await this.sync();
+    leaf.setOffline(true);
+    this.offlineSince.set(leaf.guid, this.txg);
+    this.configDirty = true;
+    await this.sync();
+  }
+
+  async online(device: string): Promise<void> {
+    const leaf = this.findLeaf(device);
+    if (leaf.state !== 'OFFLINE') {
+      leaf.clearErrors();
+      return;
+    }
+    leaf.setOffline(false);
+    this.configDirty = true;
+    await this.sync();
+    const since = this.offlineSince.get(leaf.guid) ?? 0;
+    this.offlineSince.delete(leaf.guid);
+    await this.resilver([leaf], since);
+  }
+
+  private async openNewDevice(path: string, createSizeBytes: number | undefined, force: boolean): Promise<BlockDevice> {
+    const device = await openFileDevice(path, createSizeBytes === undefined ? { exclusive: true } : { exclusive: true, create: createSizeBytes });
+    const existing = newestConfig(await readDeviceLabels(device));
+    if (existing && existing.state !== 'destroyed' && !force) {
+      await device.close();
+      throw new CairnError('EFOREIGN', `${path} is part of pool '${existing.name}' (use -f to override)`);
+    }
+    return device;
+  }
+
+  async attach(device: string, newDevice: string, options: { createSizeBytes?: number; force?: boolean } = {}): Promise<void> {
+    const leaf = this.findLeaf(device);
+    const top = this.topOf(leaf);
+    if (top instanceof RaidzVdev) throw new CairnError('ENOTSUP', 'cannot attach to a raidz device; use replace');
+    const dev = await this.openNewDevice(newDevice, options.createSizeBytes, options.force ?? false);
+    try {
+      const [cfg] = buildVdevConfig([{ type: 'file', paths: [newDevice] }], new Map([[newDevice, dev]]), { ashift: leaf.ashift });
+      assert(cfg !== undefined, 'leaf config');
+      if (cfg.asize < leaf.asize) throw new CairnError('EINVAL', `${newDevice} is smaller than ${device}`);
+      await this.sync();
+      const newLeaf = new LeafVdev({ guid: cfg.guid, id: 0, ashift: leaf.ashift, asize: leaf.asize, device: dev, path: newDevice });
+      await this.gate.exclusive(async () => {
+        if (top instanceof MirrorVdev) top.attachChild(newLeaf);
+        else {
+          const index = this.vdevs.indexOf(top);
+          this.vdevs[index] = MirrorVdev.fromLeaf(top, newLeaf);
+        }
+        this.configDirty = true;
+      });
+      await initializeLabels(dev, this.labelConfig(newLeaf, 'active'));
+      await this.sync();
+      await this.resilver([newLeaf], 0);
+    } catch (e) {
+      if (!this.leaves().some((l) => l.device === dev)) await dev.close();
+      throw e;
+    }
+  }
+
+  async detach(device: string): Promise<void> {
+    const leaf = this.findLeaf(device);
+    const top = this.topOf(leaf);
+    if (!(top instanceof MirrorVdev)) throw new CairnError('ENOTSUP', `cannot detach ${device}: only mirror members can be detached`);
+    if (!top.children.some((c) => c !== leaf && c.state === 'ONLINE')) throw new CairnError('EBUSY', `cannot detach ${device}: no valid replicas`);
+    await this.sync();
+    await this.gate.exclusive(async () => {
+      top.detachChild(leaf.guid);
+      if (top.children.length === 1) {
+        const only = top.children[0] as LeafVdev;
+        only.id = top.id;
+        this.vdevs[this.vdevs.indexOf(top)] = only;
+      }
+      this.configDirty = true;
+    });
+    await this.sync();
+    const dev = leaf.device;
+    if (dev) {
+      await writeLabelConfigs(dev, { ...this.labelConfig(leaf, 'destroyed') }, [0, 1, 2, 3]).catch(() => undefined);
+      await leaf.close();
+    }
+  }
+
+  async replace(oldDevice: string, newDevice?: string, options: { createSizeBytes?: number; force?: boolean } = {}): Promise<void> {
+    const leaf = this.findLeaf(oldDevice);
+    const top = this.topOf(leaf);
+    const target = newDevice ?? leaf.path;
+    if (top instanceof RaidzVdev || target === leaf.path) {
+      // Swap the device under the leaf and rebuild it from the others.
+      if (target !== leaf.path && !this.hasRedundancyWithout(leaf) && leaf.state !== 'ONLINE') {
+        throw new CairnError('EBUSY', `cannot replace ${oldDevice}: no valid replicas`);
+      }
+      const old = leaf.device;
+      if (old && target === leaf.path) await old.close();
+      const dev = await this.openNewDevice(target, options.createSizeBytes, options.force ?? target === leaf.path);
+      await this.sync();
+      await this.gate.exclusive(async () => {
+        const prev = leaf.replaceDevice(dev);
+        if (prev && prev !== old) await prev.close();
+        if (old && target !== leaf.path) await old.close();
+        leaf.setOffline(false);
+        leaf.clearErrors();
+        this.configDirty = true;
+      });
+      await initializeLabels(dev, this.labelConfig(leaf, 'active'));
+      await this.sync();
+      await this.resilver([leaf], 0);
+      return;
+    }
+    await this.attach(oldDevice, target, options);
+    await this.detach(oldDevice);
+  }
+
+  async add(vdevSpec: string[], options: { createSizeBytes?: number; force?: boolean } = {}): Promise<void> {
+    const spec = parseVdevSpec(vdevSpec);
+    const devices = new Map<string, BlockDevice>();
+    try {
+      for (const path of spec.flatMap((g) => g.paths)) {
+        if (this.leaves().some((l) => l.path === path)) throw new CairnError('EBUSY', `${path} is already in pool '${this.name}'`);
+        devices.set(path, await this.openNewDevice(path, options.createSizeBytes, options.force ?? false));
+      }
+      const configs = buildVdevConfig(spec, devices, { firstId: this.vdevs.length });
+      const added: Vdev[] = [];
+      for (const cfg of configs) added.push(await openVdev(cfg, async (p) => devices.get(p) ?? null));
+      await this.sync();
+      await this.gate.exclusive(async () => {
+        for (const v of added) {
+          this.vdevs.push(v);
+          this.allocator.addVdev(v);
+        }
+        this.configDirty = true;
+      });
+      await this.hold(async () => {
+        for (const v of added) await this.mos.createSpaceMaps(v.guid, this.allocator.metaslabCount(v.id));
+      });
+      for (const v of added) for (const leaf of leavesOf(v)) if (leaf.device) await initializeLabels(leaf.device, this.labelConfig(leaf, 'active'));
+      await this.sync();
+    } catch (e) {
+      for (const d of devices.values()) if (!this.leaves().some((l) => l.device === d)) await d.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async resilver(leaves: LeafVdev[], fromTxg: number): Promise<void> {
+    await this.scanner.start('resilver', { fromTxg, vdevGuids: new Set(leaves.map((l) => this.topOf(l).guid)), leaves: leaves.map((l) => l.guid) });
+  }
+
+  // ---- closing ------------------------------------------------------------------------------------
+
+  private async close(state: LabelConfig['state']): Promise<void> {
+    if (this.closed) return;
+    this.scanner.cancel();
+    await this.scanner.idle();
+    if (!this.suspended) {
+      await this.sync();
+      await this.writeLabelsNow(state);
+    }
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.closed = true;
+    openPools.delete(this.guid);
+    await Promise.allSettled(this.vdevs.map((v) => v.close()));
+  }
+
+  async export(): Promise<void> {
+    await this.close('exported');
+  }
+
+  async destroy(): Promise<void> {
+    await this.close('destroyed');
+  }
+
+  /** Closes the devices without syncing or touching labels: what a crash leaves (tests, daemon kill). */
+  async abandon(): Promise<void> {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.closed = true;
+    openPools.delete(this.guid);
+    await Promise.allSettled(this.vdevs.map((v) => v.close()));
+  }
+
+  /** Syncs and closes without marking the pool exported: the daemon re-imports it at its next start. */
+  async closeForShutdown(): Promise<void> {
+    await this.close('active');
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  get syncing(): number {
+    return this.syncingTxg;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Scrub and resilver (OpenZFS dsl_scan): one traversal of every block reachable from the last
+ * committed txg — the MOS and every dataset — asking the io pipeline to read every copy of each block
+ * (every mirror side, every raidz column with parity) and rewrite whatever fails its checksum.
+ *
+ * Resilver is the same walk narrowed to blocks with a copy on the affected top-level vdevs and born
+ * after the txg the device went missing (0 for a new device), so only what is allocated — and only
+ * what changed while a device was offline — is copied.
+ *
+ * While a scan runs the allocator keeps every freed block out of reuse: the walk follows pointers of
+ * the txg it started from, and those blocks must still hold what the pointers say.
+ */
+import type { BlockPointer } from '../io/blkptr.js';
+import { CairnError } from '../util/errors.js';
+import type { ScanStatus } from './types.js';
+import type { Pool } from './pool.js';
+import { ObjectSet } from '../objects/objset.js';
+
+export interface ScanScope {
+  fromTxg: number;
+  /** Top-level vdev GUIDs whose blocks to visit; null = all. */
+  vdevGuids: Set<string> | null;
+  /** Leaves being rebuilt, shown as "(resilvering)" until the walk ends. */
+  leaves?: string[];
+}
+
+class ScanCanceled extends Error {}
+
+export class Scanner {
+  private readonly pool: Pool;
+  private state: ScanStatus | null = null;
+  private running: Promise<void> | null = null;
+  private canceled = false;
+  readonly resilveringLeaves = new Set<string>();
+
+  constructor(pool: Pool) {
+    this.pool = pool;
+  }
+
+  status(): ScanStatus | null {
+    return this.state ? { ...this.state } : null;
+  }
+
+  /** Hook for the syncing txg (nothing to do yet: progress is kept in memory). */
+  beforeSync(_txg: number): void {}
+
+  cancel(): void {
+    if (this.running) this.canceled = true;
+  }
+
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+  }
+
+  /** Starts a scan; a scrub asked for while one runs is refused, a resilver waits for the scan to end. */
+  async start(kind: 'scrub' | 'resilver', scope: ScanScope): Promise<void> {
+    if (this.running) {
+      if (kind === 'scrub' && this.state?.function === 'scrub') throw new CairnError('EBUSY', `pool '${this.pool.name}' is already being scrubbed`);
+      if (kind === 'scrub') throw new CairnError('EBUSY', `pool '${this.pool.name}' is resilvering; scrub later`);
+      await this.idle();
+    }
+    for (const g of scope.leaves ?? []) this.resilveringLeaves.add(g);
+    const run = this.walk(kind, scope).finally(() => {
+      for (const g of scope.leaves ?? []) this.resilveringLeaves.delete(g);
+      this.running = null;
+      this.canceled = false;
+    });
+    this.running = run;
+    return run;
+  }
+
+  private async walk(kind: 'scrub' | 'resilver', scope: ScanScope): Promise<void> {
+    const pool = this.pool;
+    await pool.sync();
+    const space = pool.allocator.space();
+    const status: ScanStatus = {
+      function: kind, state: 'scanning', startMs: Date.now(), examinedBytes: 0,
+      totalBytes: space.allocatedBytes, repairedBytes: 0, errors: 0,
+    };
+    this.state = status;
+    pool.allocator.holdFrees?.(true);
+    try {
+      const mosRoot = pool.mos.os.root;
+      const datasetRoots: BlockPointer[] = [];
+      const dsId = await pool.mos.datasetObject('root_dataset');
+      datasetRoots.push((await pool.mos.readDataset(dsId)).rootBp);
+      const visit = async (bp: BlockPointer): Promise<void> => {
+        if (this.canceled) throw new ScanCanceled();
+        if (bp.birthTxg <= scope.fromTxg && scope.fromTxg > 0) return;
+        if (scope.vdevGuids && !bp.dvas.some((d) => scope.vdevGuids?.has(pool.vdevs[d.vdev]?.guid ?? ''))) return;
+        const result = await pool.io.scrub(bp);
+        for (const dva of bp.dvas) status.examinedBytes += dva.asize;
+        status.repairedBytes += result.repairedBytes;
+        if (result.unrecoverable) status.errors++;
+      };
+      await pool.mos.os.traverse(visit, mosRoot);
+      for (const root of datasetRoots) await traverseObjset(pool, root, visit);
+      status.state = 'finished';
+    } catch (e) {
+      if (!(e instanceof ScanCanceled)) {
+        status.state = 'canceled';
+        throw e;
+      }
+      status.state = 'canceled';
+    } finally {
+      status.endMs = Date.now();
+      status.examinedBytes = Math.min(status.examinedBytes, Math.max(status.totalBytes, status.examinedBytes));
+      pool.allocator.holdFrees?.(false);
+    }
+  }
+}
+
+/** Walks a dataset's object set from a root pointer (no need to open it as a live object set). */
+async function traverseObjset(pool: Pool, rootBp: BlockPointer, visit: (bp: BlockPointer) => Promise<void>): Promise<void> {
+  const os = await ObjectSet.open(pool.env, rootBp, { checksum: 3, compression: 1, copies: 1, metadataCopies: 2 });
+  await os.traverse(visit, rootBp);
+}
+declare module './metaslab.js' {
+  interface MetaslabAllocator {
+    holdFrees?(held: boolean): void;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * TxgGate: who may touch the open txg when (OpenZFS txg_hold_open / txg_sync).
+ *
+ * Mutations run inside hold(): many at once. A txg sync runs inside exclusive(): it waits for every
+ * hold to finish and keeps new ones waiting until it is done, so everything one hold changed lands in
+ * one txg. Holds nest (a hold inside a hold runs at once; AsyncLocalStorage tells), which keeps a
+ * nested hold from deadlocking against a waiting sync. When dirty data passes the limit, new holds wait
+ * for a sync (the write throttle), so memory stays bounded however fast a client writes.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+export class TxgGate {
+  private holders = 0;
+  private exclusiveRunning: Promise<void> | null = null;
+  private drained: (() => void) | null = null;
+  private readonly inside = new AsyncLocalStorage<boolean>();
+  dirtyBytes = 0;
+  readonly dirtyBytesMax: number;
+  /** Asked to start a sync (without waiting) when dirty data passes half the limit. */
+  private readonly requestSync: () => Promise<void>;
+
+  constructor(dirtyBytesMax: number, requestSync: () => Promise<void>) {
+    this.dirtyBytesMax = dirtyBytesMax;
+    this.requestSync = requestSync;
+  }
+
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.inside.getStore() === true) return fn();
+    for (;;) {
+      if (this.exclusiveRunning) {
+        await this.exclusiveRunning;
+        continue;
+      }
+      if (this.dirtyBytes >= this.dirtyBytesMax) {
+        await this.requestSync();
+        continue;
+      }
+      break;
+    }
+    this.holders++;
+    try {
+      return await this.inside.run(true, fn);
+    } finally {
+      this.holders--;
+      if (this.holders === 0 && this.drained) this.drained();
+      if (this.dirtyBytes >= this.dirtyBytesMax / 2) void this.requestSync().catch(() => undefined);
+    }
+  }
+
+  /** Runs fn with no hold active and none starting; exclusive sections run one at a time. */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusiveRunning) await this.exclusiveRunning;
+    let release!: () => void;
+    this.exclusiveRunning = new Promise<void>((resolve) => (release = resolve));
+    try {
+      if (this.holders > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+      this.drained = null;
+      return await fn();
+    } finally {
+      this.exclusiveRunning = null;
+      release();
+    }
+  }
+
+  dirtyBytesChanged(delta: number): void {
+    this.dirtyBytes += delta;
+  }
+}
