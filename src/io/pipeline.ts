@@ -11,6 +11,9 @@
  * Padding: psize is a multiple of the largest ashift among the pool's top-level vdevs, so one payload
  * and one checksum fit every copy wherever the allocator puts it. That shift is probed from the vdevs at
  * first use and raised (and the block re-laid out) if a DVA ever lands on a vdev with a larger one.
+ *
+ * Buffers: a raw, sector-aligned block is written straight from the caller's buffer (no copy), so the
+ * caller must not modify it until write() resolves; a raw read returns a view of the vdev's buffer.
  */
 import { assert, InvariantError } from '../util/assert.js';
 import { CairnError, isCairnError } from '../util/errors.js';
