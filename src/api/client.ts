@@ -1,0 +1,187 @@
+/**
+ * The CLI's side of the daemon API: JSON verbs and streamed file bodies over HTTP on the Unix socket,
+ * and starting the daemon when none answers (detached, logging to $CAIRN_HOME/cairnd.log). Two CLIs that
+ * start a daemon at once are safe: the daemon's pid lock lets one win and both CLIs wait for its socket.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { CairnError, isCairnError } from '../util/errors.js';
+import { prepareHome, processAlive, readPid } from './home.js';
+import type { CairnHome } from './home.js';
+import { API_PREFIX, ERROR_TRAILER, FILE_ENDPOINT, JSON_BODY_BYTES_MAX } from './protocol.js';
+import type { ApiResponse, DaemonInfo, Verb, VerbArgs, VerbResult, WireError } from './protocol.js';
+
+/** bin/cairn.js names it, since the CLI may run from a transpiled copy elsewhere. */
+const DAEMON_BIN_PATH = process.env['CAIRN_DAEMON_BIN'] ?? fileURLToPath(new URL('../../bin/cairnd.js', import.meta.url));
+export const DAEMON_START_TIMEOUT_MS = 20_000;
+const DAEMON_POLL_MS = 40;
+const RESPONSE_BYTES_MAX = 64 * JSON_BODY_BYTES_MAX;
+
+export class DaemonClient {
+  constructor(readonly home: CairnHome) {}
+
+  async call<V extends Verb>(verb: V, args: VerbArgs<V>): Promise<VerbResult<V>> {
+    const body = Buffer.from(JSON.stringify(args));
+    const response = await this.send('POST', `${API_PREFIX}${verb}`, body);
+    return readJsonResponse<VerbResult<V>>(response);
+  }
+
+  /** Streams source into pool:path (created or truncated); resolves with the bytes written. */
+  async putFile(pool: string, path: string, source: Readable, modeBits?: number): Promise<number> {
+    const query = new URLSearchParams({ pool, path });
+    if (modeBits !== undefined) query.set('mode', (modeBits & 0o7777).toString(8));
+    const response = await this.send('PUT', `${FILE_ENDPOINT}?${query.toString()}`, source);
+    return (await readJsonResponse<{ sizeBytes: number }>(response)).sizeBytes;
+  }
+
+  /** The chunks of pool:path; throws at the end if the daemon reported a failure mid-stream. */
+  async getFile(pool: string, path: string): Promise<AsyncIterable<Buffer>> {
+    const query = new URLSearchParams({ pool, path });
+    const response = await this.send('GET', `${FILE_ENDPOINT}?${query.toString()}`, null);
+    if (response.statusCode !== 200) return readJsonResponse<never>(response);
+    return checkedBody(response);
+  }
+
+  private send(method: string, path: string, body: Buffer | Readable | null): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string | number> = {};
+      if (Buffer.isBuffer(body)) {
+        headers['content-type'] = 'application/json';
+        headers['content-length'] = body.length;
+      } else if (body !== null) {
+        headers['content-type'] = 'application/octet-stream';
+      }
+      const outgoing = request({ socketPath: this.home.socketPath, method, path, headers, agent: false });
+      let answered = false;
+      outgoing.once('response', (response) => {
+        answered = true;
+        resolve(response);
+      });
+      outgoing.on('error', (error: NodeJS.ErrnoException) => {
+        // After the daemon has answered (say, an error to an upload), a broken pipe is expected.
+        if (!answered) reject(connectionError(error, this.home.socketPath));
+      });
+      if (body === null) outgoing.end();
+      else if (Buffer.isBuffer(body)) outgoing.end(body);
+      else {
+        body.once('error', (error) => {
+          outgoing.destroy();
+          reject(error);
+        });
+        body.pipe(outgoing);
+      }
+    });
+  }
+}
+
+function connectionError(error: NodeJS.ErrnoException, socketPath: string): CairnError {
+  if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') {
+    return new CairnError('ENODAEMON', `cairnd is not running (no daemon on ${socketPath})`);
+  }
+  return new CairnError('EIO', `connection to cairnd failed: ${error.message}`);
+}
+
+async function readJsonResponse<T>(response: IncomingMessage): Promise<T> {
+  const chunks: Buffer[] = [];
+  let sizeBytes = 0;
+  try {
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      sizeBytes += chunk.length;
+      if (sizeBytes > RESPONSE_BYTES_MAX) throw new CairnError('EPROTO', 'daemon answer is too large');
+      chunks.push(chunk);
+    }
+  } catch (error) {
+    if (isCairnError(error)) throw error;
+    throw new CairnError('EIO', `connection to cairnd lost: ${(error as Error).message}`);
+  }
+  let parsed: ApiResponse<T>;
+  try {
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ApiResponse<T>;
+  } catch {
+    throw new CairnError('EPROTO', `daemon answered HTTP ${response.statusCode ?? '?'} without a JSON body`);
+  }
+  if (parsed.ok) return parsed.result;
+  throw CairnError.fromWire(parsed.error);
+}
+
+async function* checkedBody(response: IncomingMessage): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of response as AsyncIterable<Buffer>) yield chunk;
+  } catch (error) {
+    throw new CairnError('EIO', `transfer from cairnd was interrupted: ${(error as Error).message}`);
+  }
+  const trailer = response.trailers[ERROR_TRAILER];
+  if (trailer === 'none') return;
+  if (trailer === undefined || trailer === '') throw new CairnError('EIO', 'transfer from cairnd was interrupted');
+  let wire: WireError;
+  try {
+    wire = JSON.parse(decodeURIComponent(trailer)) as WireError;
+  } catch {
+    throw new CairnError('EPROTO', 'daemon sent a malformed error trailer');
+  }
+  throw CairnError.fromWire(wire);
+}
+
+/** A client for a daemon that answers, starting one if none does (autoStart). */
+export async function connectDaemon(home: CairnHome, options: { autoStart: boolean }): Promise<DaemonClient> {
+  const client = new DaemonClient(home);
+  try {
+    await client.call('daemon.status', {});
+    return client;
+  } catch (error) {
+    if (!options.autoStart || !isCairnError(error, 'ENODAEMON')) throw error;
+  }
+  await startDaemon(home);
+  return client;
+}
+
+/** Starts cairnd detached and waits until it answers; returns what it says about itself. */
+export async function startDaemon(home: CairnHome): Promise<DaemonInfo> {
+  prepareHome(home);
+  const logFd = openSync(home.logPath, 'a', 0o600);
+  let exitCode: number | null = null;
+  try {
+    const child = spawn(process.execPath, [DAEMON_BIN_PATH], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      env: { ...process.env, CAIRN_HOME: home.dir },
+    });
+    child.once('exit', (code) => {
+      exitCode = code ?? 1;
+    });
+    child.unref();
+  } finally {
+    closeSync(logFd);
+  }
+  const client = new DaemonClient(home);
+  const deadlineMs = Date.now() + DAEMON_START_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await client.call('daemon.status', {});
+    } catch (error) {
+      if (!isCairnError(error, 'ENODAEMON')) throw error;
+    }
+    // Our daemon gave up; keep waiting only if another one (a racing start) holds the lock.
+    const lockPid = readPid(home.pidPath);
+    if (exitCode !== null && (lockPid === null || !processAlive(lockPid))) {
+      throw new CairnError('ENODAEMON', `cairnd failed to start: ${lastLogLine(home.logPath)}`);
+    }
+    if (Date.now() > deadlineMs) {
+      throw new CairnError('ENODAEMON', `cairnd did not answer within ${DAEMON_START_TIMEOUT_MS / 1000} s; see ${home.logPath}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, DAEMON_POLL_MS));
+  }
+}
+
+function lastLogLine(logPath: string): string {
+  try {
+    const lines = readFileSync(logPath, 'utf8').trimEnd().split('\n');
+    return lines[lines.length - 1] ?? `see ${logPath}`;
+  } catch {
+    return `see ${logPath}`;
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * The API layer: cairnd's HTTP API on a Unix socket under CAIRN_HOME, and the client the CLI uses.
+ *
+ * Theory. The daemon is the one owner of every pool it imports (invariant 5); every other process — the
+ * CLI, scripts — talks to it. Requests are JSON verbs (POST /v1/<verb>) validated against a schema table
+ * (protocol.ts) before they reach a pool; file bodies stream in and out in bounded chunks. The daemon
+ * remembers what it imported in pools.json (OpenZFS's cachefile) so a restart, clean or after kill -9,
+ * re-imports the same pools from the same devices.
+ *
+ * This entry exports only the client side, so the CLI starts without loading the pool engine; the
+ * daemon's own entry is daemon-main.ts.
+ */
+export { DaemonClient, connectDaemon, startDaemon, DAEMON_START_TIMEOUT_MS } from './client.js';
+export { cairnHome, prepareHome, processAlive, readPid, type CairnHome } from './home.js';
+export type {
+  ApiResponse,
+  DaemonInfo,
+  PoolIostat,
+  Verb,
+  VerbArgs,
+  VerbResult,
+  WireDirEntry,
+  WireStat,
+} from './protocol.js';

@@ -1,0 +1,215 @@
+/**
+ * The daemon API on its Unix socket: POST /v1/<verb> with a JSON object body answers
+ * { ok: true, result } or { ok: false, error: CairnError.toWire() }; file data streams as the body of
+ * PUT / GET /v1/file?pool=P&path=/x (never buffered whole). A GET reports an error that happens after
+ * the first byte in the X-Cairn-Error trailer, so a truncated download is never mistaken for a file.
+ *
+ * Every verb declares its argument schema here; the daemon checks each request against it before
+ * touching a pool, so a malformed request is an EPROTO/EINVAL answer and never a daemon crash.
+ */
+import type { HistoryEntry, ImportablePool, IoStats, PoolSpace, PoolStatus } from '../pool/index.js';
+import { CairnError } from '../util/errors.js';
+import type { ErrorCode } from '../util/errors.js';
+
+export const API_PREFIX = '/v1/';
+export const FILE_ENDPOINT = '/v1/file';
+export const ERROR_TRAILER = 'x-cairn-error';
+/** JSON request bodies are small; anything bigger is a protocol error, not a reason to buffer. */
+export const JSON_BODY_BYTES_MAX = 1024 * 1024;
+/** Directory pages: bounded so a huge directory never sits in one response. */
+export const LIST_PAGE_ENTRIES_MAX = 1024;
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  data: Record<string, unknown>;
+}
+
+export type ApiResponse<T> = { ok: true; result: T } | { ok: false; error: WireError };
+
+/** A Stat with nanosecond times as decimal strings (JSON has no bigint). */
+export interface WireStat {
+  ino: number;
+  kind: 'file' | 'directory' | 'symlink';
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  sizeBytes: number;
+  allocatedBytes: number;
+  atimeNs: string;
+  mtimeNs: string;
+  ctimeNs: string;
+}
+
+export interface WireDirEntry {
+  name: string;
+  ino: number;
+  kind: 'file' | 'directory' | 'symlink';
+  /** Present when the listing asked for long format. */
+  stat?: WireStat;
+  /** Symlinks in long format. */
+  target?: string;
+}
+
+export interface DaemonInfo {
+  pid: number;
+  socket: string;
+  home: string;
+  startedAtMs: number;
+  pools: string[];
+  /** Remembered pools that could not be imported when the daemon started. */
+  unavailable: { name: string; error: string }[];
+}
+
+export interface PoolIostat {
+  name: string;
+  stats: IoStats;
+  space: PoolSpace;
+  /** Since the pool was imported by this daemon. */
+  elapsedMs: number;
+}
+
+export interface VerbTable {
+  'daemon.status': { args: Record<string, never>; result: DaemonInfo };
+  'daemon.stop': { args: Record<string, never>; result: { pid: number } };
+  'pool.create': {
+    args: {
+      name: string;
+      vdevSpec: string[];
+      createSizeBytes?: number;
+      force?: boolean;
+      properties?: Record<string, string>;
+      command?: string;
+    };
+    result: PoolStatus;
+  };
+  'pool.import': {
+    args: { nameOrGuid: string; searchPaths?: string[]; force?: boolean; command?: string };
+    result: PoolStatus;
+  };
+  'pool.importable': { args: { searchPaths?: string[] }; result: ImportablePool[] };
+  'pool.export': { args: { name: string; command?: string }; result: null };
+  'pool.destroy': { args: { name: string; command?: string }; result: null };
+  'pool.status': { args: { names?: string[] }; result: PoolStatus[] };
+  'pool.scrub': { args: { name: string; wait?: boolean; stop?: boolean; command?: string }; result: PoolStatus };
+  'pool.offline': { args: { name: string; device: string; command?: string }; result: PoolStatus };
+  'pool.online': { args: { name: string; device: string; command?: string }; result: PoolStatus };
+  'pool.replace': {
+    args: { name: string; oldDevice: string; newDevice?: string; createSizeBytes?: number; command?: string };
+    result: PoolStatus;
+  };
+  'pool.attach': {
+    args: { name: string; device: string; newDevice: string; createSizeBytes?: number; command?: string };
+    result: PoolStatus;
+  };
+  'pool.detach': { args: { name: string; device: string; command?: string }; result: PoolStatus };
+  'pool.add': {
+    args: { name: string; vdevSpec: string[]; createSizeBytes?: number; force?: boolean; command?: string };
+    result: PoolStatus;
+  };
+  'pool.sync': { args: { names?: string[] }; result: null };
+  'pool.history': { args: { name: string }; result: HistoryEntry[] };
+  'pool.iostat': { args: { names?: string[] }; result: PoolIostat[] };
+  'fs.stat': { args: { pool: string; path: string }; result: WireStat };
+  'fs.list': {
+    args: { pool: string; path: string; cursor?: string; limit?: number; long?: boolean };
+    result: { directory: boolean; entries: WireDirEntry[]; cursor: string | null };
+  };
+  'fs.mkdir': { args: { pool: string; path: string; parents?: boolean; mode?: number }; result: WireStat };
+  'fs.remove': { args: { pool: string; path: string; recursive?: boolean; force?: boolean }; result: null };
+}
+
+export type Verb = keyof VerbTable;
+export type VerbArgs<V extends Verb> = VerbTable[V]['args'];
+export type VerbResult<V extends Verb> = VerbTable[V]['result'];
+
+type FieldType = 'string' | 'boolean' | 'number' | 'string[]' | 'record';
+/** A field name ending in "?" is optional. */
+type Schema = Readonly<Record<string, FieldType>>;
+
+const COMMAND: Schema = { 'command?': 'string' };
+
+export const VERB_SCHEMAS: Readonly<Record<Verb, Schema>> = {
+  'daemon.status': {},
+  'daemon.stop': {},
+  'pool.create': {
+    name: 'string',
+    vdevSpec: 'string[]',
+    'createSizeBytes?': 'number',
+    'force?': 'boolean',
+    'properties?': 'record',
+    ...COMMAND,
+  },
+  'pool.import': { nameOrGuid: 'string', 'searchPaths?': 'string[]', 'force?': 'boolean', ...COMMAND },
+  'pool.importable': { 'searchPaths?': 'string[]' },
+  'pool.export': { name: 'string', ...COMMAND },
+  'pool.destroy': { name: 'string', ...COMMAND },
+  'pool.status': { 'names?': 'string[]' },
+  'pool.scrub': { name: 'string', 'wait?': 'boolean', 'stop?': 'boolean', ...COMMAND },
+  'pool.offline': { name: 'string', device: 'string', ...COMMAND },
+  'pool.online': { name: 'string', device: 'string', ...COMMAND },
+  'pool.replace': {
+    name: 'string',
+    oldDevice: 'string',
+    'newDevice?': 'string',
+    'createSizeBytes?': 'number',
+    ...COMMAND,
+  },
+  'pool.attach': { name: 'string', device: 'string', newDevice: 'string', 'createSizeBytes?': 'number', ...COMMAND },
+  'pool.detach': { name: 'string', device: 'string', ...COMMAND },
+  'pool.add': { name: 'string', vdevSpec: 'string[]', 'createSizeBytes?': 'number', 'force?': 'boolean', ...COMMAND },
+  'pool.sync': { 'names?': 'string[]' },
+  'pool.history': { name: 'string' },
+  'pool.iostat': { 'names?': 'string[]' },
+  'fs.stat': { pool: 'string', path: 'string' },
+  'fs.list': { pool: 'string', path: 'string', 'cursor?': 'string', 'limit?': 'number', 'long?': 'boolean' },
+  'fs.mkdir': { pool: 'string', path: 'string', 'parents?': 'boolean', 'mode?': 'number' },
+  'fs.remove': { pool: 'string', path: 'string', 'recursive?': 'boolean', 'force?': 'boolean' },
+};
+
+export function isVerb(name: string): name is Verb {
+  return Object.prototype.hasOwnProperty.call(VERB_SCHEMAS, name);
+}
+
+function hasType(value: unknown, type: FieldType): boolean {
+  switch (type) {
+    case 'string':
+      return typeof value === 'string';
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'string[]':
+      return Array.isArray(value) && value.every((item) => typeof item === 'string');
+    case 'record':
+      return (
+        typeof value === 'object' &&
+        value !== null &&
+        !Array.isArray(value) &&
+        Object.values(value).every((item) => typeof item === 'string')
+      );
+  }
+}
+
+/** Checks a decoded body against the verb's schema; unknown fields are ignored (newer clients). */
+export function validateArgs<V extends Verb>(verb: V, body: unknown): VerbArgs<V> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new CairnError('EPROTO', `${verb}: request body must be a JSON object`);
+  }
+  const record = body as Record<string, unknown>;
+  // Only schema fields are copied, and a null optional is dropped, so handlers see exact types.
+  const args: Record<string, unknown> = {};
+  for (const [key, type] of Object.entries(VERB_SCHEMAS[verb])) {
+    const optional = key.endsWith('?');
+    const field = optional ? key.slice(0, -1) : key;
+    const value = record[field];
+    if (value === undefined || value === null) {
+      if (optional) continue;
+      throw new CairnError('EINVAL', `${verb}: missing argument '${field}'`);
+    }
+    if (!hasType(value, type)) throw new CairnError('EINVAL', `${verb}: argument '${field}' must be ${type}`);
+    args[field] = value;
+  }
+  return args as VerbArgs<V>;
+}
