@@ -225,9 +225,9 @@ describe('output layouts', () => {
   });
 
   it('zpool status: a running scrub shows progress and rate', () => {
-    const running = { ...status, scan: { ...status.scan!, state: 'scanning' as const, examinedBytes: 512 * 1024 ** 2, totalBytes: 1024 ** 3, endMs: undefined } };
-    delete (running.scan as { endMs?: number }).endMs;
-    const text = formatStatus(running, { verbose: false, nowMs: running.scan.startMs + 10_000 });
+    const { endMs: _endMs, ...started } = status.scan!;
+    const running: PoolStatus = { ...status, scan: { ...started, state: 'scanning', examinedBytes: 512 * 1024 ** 2, totalBytes: 1024 ** 3 } };
+    const text = formatStatus(running, { verbose: false, nowMs: started.startMs + 10_000 });
     assert.match(text, /scan: scrub in progress since /);
     assert.match(text, /\t512M \/ 1G scanned at 51\.2M\/s\n\t128K repaired, 50\.00% done, 00:00:10 to go\n/);
   });
