@@ -4,6 +4,10 @@
  */
 import type { HistoryEntry, IoStats, PoolStatus } from './types.js';
 import type { FileSystemApi } from '../fs/types.js';
+import type { BlockDevice } from '../vdev/types.js';
+
+/** Opens a device by path; injected by the simulation (faulty in-memory disks), default: files. */
+export type DeviceOpenFn = (path: string, options: { create?: number; exclusive?: boolean; readOnly?: boolean }) => Promise<BlockDevice>;
 
 export interface CreatePoolOptions {
   name: string;
@@ -17,6 +21,8 @@ export interface CreatePoolOptions {
   cacheSizeBytes?: number;
   /** Pool properties at creation, e.g. { checksum: "xxh128", compression: "lz4" }. */
   properties?: Record<string, string>;
+  /** Default: files and block devices (openFileDevice). */
+  openDevice?: DeviceOpenFn;
 }
 
 export interface ImportPoolOptions {
@@ -27,6 +33,8 @@ export interface ImportPoolOptions {
   cacheSizeBytes?: number;
   /** Import even if the labels say another live process has it (zpool import -f). */
   force?: boolean;
+  /** Default: files and block devices; with it, searchPaths name devices directly. */
+  openDevice?: DeviceOpenFn;
 }
 
 export interface ImportablePool {

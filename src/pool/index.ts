@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { CairnError } from '../util/errors.js';
 import { buildVdevConfig, openFileDevice, openVdev, parseVdevSpec } from '../vdev/index.js';
 import type { BlockDevice, Vdev, VdevConfig } from '../vdev/types.js';
-import type { CreatePoolOptions, ImportablePool, ImportPoolOptions, PoolHandle } from './api.js';
+import type { CreatePoolOptions, DeviceOpenFn, ImportablePool, ImportPoolOptions, PoolHandle } from './api.js';
 import { newestConfig, readDeviceLabels, type LabelConfig, type Uberblock } from './label.js';
 import { ARC_SIZE_DEFAULT_BYTES, Pool } from './pool.js';
 
@@ -53,11 +53,12 @@ function checkNotInUse(config: LabelConfig, force: boolean): void {
 
 export async function createPool(options: CreatePoolOptions): Promise<PoolHandle> {
   validatePoolName(options.name);
+  const openDevice = options.openDevice ?? openFileDevice;
   const spec = parseVdevSpec(options.vdevSpec);
   const devices = new Map<string, BlockDevice>();
   try {
     for (const path of spec.flatMap((g) => g.paths)) {
-      const device = await openFileDevice(path, options.createSizeBytes === undefined ? { exclusive: true } : { exclusive: true, create: options.createSizeBytes });
+      const device = await openDevice(path, options.createSizeBytes === undefined ? { exclusive: true } : { exclusive: true, create: options.createSizeBytes });
       devices.set(path, device);
       const existing = newestConfig(await readDeviceLabels(device));
       if (existing && existing.state !== 'destroyed' && options.force !== true) {
@@ -70,6 +71,7 @@ export async function createPool(options: CreatePoolOptions): Promise<PoolHandle
     return await Pool.create(options.name, vdevs, {
       arcSizeBytes: options.cacheSizeBytes ?? ARC_SIZE_DEFAULT_BYTES,
       properties: options.properties ?? {},
+      openDevice,
     });
   } catch (e) {
     await Promise.allSettled([...devices.values()].map((d) => d.close()));
@@ -110,12 +112,13 @@ async function candidateFiles(searchPaths: string[]): Promise<string[]> {
   return out;
 }
 
-async function scan(searchPaths: string[]): Promise<Map<string, FoundPool>> {
+async function scan(searchPaths: string[], openDevice?: DeviceOpenFn): Promise<Map<string, FoundPool>> {
   const found = new Map<string, FoundPool>();
-  for (const path of await candidateFiles(searchPaths)) {
+  const open = openDevice ?? openFileDevice;
+  for (const path of openDevice ? searchPaths : await candidateFiles(searchPaths)) {
     let device: BlockDevice;
     try {
-      device = await openFileDevice(path, { readOnly: true });
+      device = await open(path, { readOnly: true });
     } catch {
       continue;
     }
@@ -166,7 +169,8 @@ function relocate(configs: VdevConfig[], paths: Map<string, string>): VdevConfig
 }
 
 export async function importPool(options: ImportPoolOptions): Promise<PoolHandle> {
-  const found = await scan(options.searchPaths);
+  const found = await scan(options.searchPaths, options.openDevice);
+  const openDevice = options.openDevice ?? openFileDevice;
   let matches = [...found.values()];
   if (options.nameOrGuid !== undefined) {
     const key = options.nameOrGuid;
@@ -187,7 +191,7 @@ export async function importPool(options: ImportPoolOptions): Promise<PoolHandle
     for (const cfg of vdevConfigs) {
       vdevs.push(await openVdev(cfg, async (p) => {
         try {
-          const d = await openFileDevice(p, { exclusive: true });
+          const d = await openDevice(p, { exclusive: true });
           opened.push(d);
           return d;
         } catch (e) {
@@ -196,7 +200,7 @@ export async function importPool(options: ImportPoolOptions): Promise<PoolHandle
         }
       }));
     }
-    return await Pool.open(target.config, vdevs, target.uberblocks, { arcSizeBytes: options.cacheSizeBytes ?? ARC_SIZE_DEFAULT_BYTES });
+    return await Pool.open(target.config, vdevs, target.uberblocks, { arcSizeBytes: options.cacheSizeBytes ?? ARC_SIZE_DEFAULT_BYTES, openDevice });
   } catch (e) {
     await Promise.allSettled(opened.map((d) => d.close()));
     throw e;

@@ -28,7 +28,7 @@ import { CairnError } from '../util/errors.js';
 import { LeafVdev, MirrorVdev, RaidzVdev, buildVdevConfig, openFileDevice, openVdev, parseVdevSpec, randomGuid } from '../vdev/index.js';
 import type { BlockDevice, Vdev, VdevConfig } from '../vdev/types.js';
 import type { HistoryEntry, IoStats, PoolHealth, PoolStatus, ScanStatus, VdevStatusNode } from './types.js';
-import type { PoolHandle } from './api.js';
+import type { DeviceOpenFn, PoolHandle } from './api.js';
 import { initializeLabels, ON_DISK_VERSION, readDeviceLabels, newestConfig, writeLabelConfigs, writeUberblock, type LabelConfig, type Uberblock } from './label.js';
 import { MetaslabAllocator, type MetaslabVdevConfig } from './metaslab.js';
 import { Mos, type PoolConfigPhys } from './mos.js';
@@ -44,7 +44,7 @@ const ROOT_DATASET_KEY = 'root_dataset';
 const SYNC_PASSES_MAX = 30;
 
 export const POOL_PROPERTY_DEFAULTS: Record<string, string> = {
-  checksum: 'xxh128',
+  checksum: 'fletcher4',
   compression: 'lz4',
   copies: '1',
 };
@@ -110,6 +110,7 @@ export class Pool implements PoolHandle {
   readonly env: ObjsetEnvironment;
   /** Leaves offline since this txg: `online` resilvers what was born after it. */
   private readonly offlineSince = new Map<string, number>();
+  private openDevice: DeviceOpenFn = openFileDevice;
 
   private constructor(name: string, guid: string, vdevs: Vdev[], arcSizeBytes: number, txg: number) {
     this.name = name;
@@ -135,9 +136,10 @@ export class Pool implements PoolHandle {
 
   // ---- creation and import ------------------------------------------------------------------------
 
-  static async create(name: string, vdevs: Vdev[], options: { arcSizeBytes: number; properties: Record<string, string> }): Promise<Pool> {
+  static async create(name: string, vdevs: Vdev[], options: { arcSizeBytes: number; properties: Record<string, string>; openDevice: DeviceOpenFn }): Promise<Pool> {
     const guid = randomGuid();
     const pool = new Pool(name, guid, vdevs, options.arcSizeBytes, 0);
+    pool.openDevice = options.openDevice;
     pool.properties = { ...POOL_PROPERTY_DEFAULTS, ...options.properties };
     pool.validateProperties();
     await pool.claim(guid);
@@ -160,11 +162,12 @@ export class Pool implements PoolHandle {
     return pool;
   }
 
-  static async open(config: LabelConfig, vdevs: Vdev[], uberblocks: Uberblock[], options: { arcSizeBytes: number }): Promise<Pool> {
+  static async open(config: LabelConfig, vdevs: Vdev[], uberblocks: Uberblock[], options: { arcSizeBytes: number; openDevice: DeviceOpenFn }): Promise<Pool> {
     const ordered = [...uberblocks].sort((a, b) => b.txg - a.txg);
     let lastError: unknown = new CairnError('EBADLABEL', `pool '${config.name}' has no valid uberblock`);
     for (const ub of ordered) {
       const pool = new Pool(config.name, config.poolGuid, vdevs, options.arcSizeBytes, ub.txg);
+      pool.openDevice = options.openDevice;
       try {
         await pool.load(ub);
         await pool.claim(config.poolGuid);
@@ -221,13 +224,13 @@ export class Pool implements PoolHandle {
   }
 
   private mosPolicy(): WritePolicy {
-    return { checksum: checksumOf(this.properties['checksum'] ?? 'xxh128'), compression: CompressionType.lz4, copies: 3, metadataCopies: 3 };
+    return { checksum: checksumOf(this.properties['checksum'] ?? 'fletcher4'), compression: CompressionType.lz4, copies: 3, metadataCopies: 3 };
   }
 
   private datasetPolicy(): WritePolicy {
     const copies = copiesOf(this.properties['copies'] ?? '1');
     return {
-      checksum: checksumOf(this.properties['checksum'] ?? 'xxh128'),
+      checksum: checksumOf(this.properties['checksum'] ?? 'fletcher4'),
       compression: compressionOf(this.properties['compression'] ?? 'lz4'),
       copies,
       metadataCopies: Math.min(3, copies + 1),
@@ -552,7 +555,7 @@ export class Pool implements PoolHandle {
   }
 
   private async openNewDevice(path: string, createSizeBytes: number | undefined, force: boolean): Promise<BlockDevice> {
-    const device = await openFileDevice(path, createSizeBytes === undefined ? { exclusive: true } : { exclusive: true, create: createSizeBytes });
+    const device = await this.openDevice(path, createSizeBytes === undefined ? { exclusive: true } : { exclusive: true, create: createSizeBytes });
     const existing = newestConfig(await readDeviceLabels(device));
     if (existing && existing.state !== 'destroyed' && !force) {
       await device.close();
