@@ -1,0 +1,191 @@
+/**
+ * FileDevice: a BlockDevice over a regular file or a block device, with positional I/O through a
+ * fs.promises FileHandle. flush() is fdatasync: the only promise durability rests on.
+ */
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { CairnError } from '../util/errors.js';
+import { assert } from '../util/assert.js';
+import type { BlockDevice } from './types.js';
+
+/** Paths this process holds with exclusive: true (a second exclusive open here is refused). */
+const exclusivePaths = new Set<string>();
+
+export interface OpenFileDeviceOptions {
+  /** Create the file (sparse) with this size when it does not exist. */
+  create?: number;
+  /**
+   * Refuse a second exclusive open of the same path in this process, and open block devices with
+   * O_EXCL (Linux refuses it while the device is mounted or held). Cross-process ownership of a pool
+   * is the pool layer's lock, not this one.
+   */
+  exclusive?: boolean;
+  readOnly?: boolean;
+}
+
+export class FileDevice implements BlockDevice {
+  readonly path: string;
+  readonly sizeBytes: number;
+  private handle: FileHandle | null;
+  private readonly exclusiveKey: string | null;
+
+  constructor(path: string, handle: FileHandle, sizeBytes: number, exclusiveKey: string | null) {
+    this.path = path;
+    this.handle = handle;
+    this.sizeBytes = sizeBytes;
+    this.exclusiveKey = exclusiveKey;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkRange(offset, length);
+    const handle = this.openHandle();
+    const out = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(out, done, length - done, offset + done);
+      if (bytesRead === 0) {
+        throw new CairnError('EIO', `${this.path}: short read at ${offset + done} (device ends early)`);
+      }
+      done += bytesRead;
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    this.checkRange(offset, data.length);
+    const handle = this.openHandle();
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
+      if (bytesWritten === 0) throw new CairnError('EIO', `${this.path}: write made no progress at ${offset + done}`);
+      done += bytesWritten;
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.openHandle().datasync();
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    if (handle === null) return;
+    this.handle = null;
+    if (this.exclusiveKey !== null) exclusivePaths.delete(this.exclusiveKey);
+    await handle.close();
+  }
+
+  private openHandle(): FileHandle {
+    if (this.handle === null) throw new CairnError('EIO', `${this.path}: device is closed`);
+    return this.handle;
+  }
+
+  private checkRange(offset: number, length: number): void {
+    assert(Number.isSafeInteger(offset) && offset >= 0 && length >= 0, `bad range ${offset}+${length}`);
+    assert(offset + length <= this.sizeBytes, `${this.path}: range ${offset}+${length} beyond ${this.sizeBytes}`);
+  }
+}
+
+/** Creates a sparse file of sizeBytes (fails with EEXIST if the path exists). */
+export async function createSparseFile(path: string, sizeBytes: number): Promise<void> {
+  assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0, `bad size ${sizeBytes}`);
+  let handle: FileHandle;
+  try {
+    handle = await fsp.open(path, 'wx');
+  } catch (e) {
+    throw translateOpenError(path, e);
+  }
+  try {
+    await handle.truncate(sizeBytes);
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function openFileDevice(path: string, options: OpenFileDeviceOptions = {}): Promise<FileDevice> {
+  const key = options.exclusive === true ? await canonicalPath(path, options.create !== undefined) : null;
+  if (key !== null && exclusivePaths.has(key)) throw new CairnError('EBUSY', `${path} is already open`);
+  if (options.create !== undefined) {
+    try {
+      await createSparseFile(path, options.create);
+    } catch (e) {
+      if (!(e instanceof CairnError && e.code === 'EEXIST')) throw e;
+    }
+  }
+  let flags = options.readOnly === true ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
+  let isBlock = false;
+  try {
+    isBlock = (await fsp.stat(path)).isBlockDevice();
+  } catch (e) {
+    throw translateOpenError(path, e);
+  }
+  if (isBlock && options.exclusive === true) flags |= fsConstants.O_EXCL;
+  let handle: FileHandle;
+  try {
+    handle = await fsp.open(path, flags);
+  } catch (e) {
+    throw translateOpenError(path, e);
+  }
+  try {
+    const stat = await handle.stat();
+    const sizeBytes = stat.isBlockDevice() ? await blockDeviceSizeBytes(handle, Number(stat.rdev)) : stat.size;
+    if (sizeBytes <= 0) throw new CairnError('EINVAL', `${path}: device has no usable size`);
+    if (key !== null) {
+      // Re-check after the awaits: another open of the same path may have won the race.
+      if (exclusivePaths.has(key)) throw new CairnError('EBUSY', `${path} is already open`);
+      exclusivePaths.add(key);
+    }
+    return new FileDevice(path, handle, sizeBytes, key);
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
+}
+
+async function canonicalPath(path: string, mayNotExist: boolean): Promise<string> {
+  try {
+    return await fsp.realpath(path);
+  } catch (e) {
+    if (mayNotExist) return path;
+    throw translateOpenError(path, e);
+  }
+}
+
+/**
+ * fstat reports size 0 for block devices and Node has no ioctl, so ask sysfs (in 512-byte sectors),
+ * and failing that find the end by probing reads (binary search on "does a byte exist here").
+ */
+async function blockDeviceSizeBytes(handle: FileHandle, rdev: number): Promise<number> {
+  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+  try {
+    const text = await fsp.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    const sectors = Number(text.trim());
+    if (Number.isSafeInteger(sectors) && sectors > 0) return sectors * 512;
+  } catch {
+    // No sysfs (not Linux, or a container without it): fall through to probing.
+  }
+  const probe = Buffer.alloc(1);
+  const exists = async (at: number): Promise<boolean> => (await handle.read(probe, 0, 1, at)).bytesRead === 1;
+  let low = 0;
+  let high = 512;
+  while (await exists(high - 1)) {
+    low = high;
+    high *= 2;
+    if (high > 2 ** 52) break;
+  }
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    if (await exists(mid - 1)) low = mid;
+    else high = mid;
+  }
+  return low;
+}
+
+function translateOpenError(path: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOENT') return new CairnError('ENOENT', `${path}: no such file or device`);
+  if (code === 'EEXIST') return new CairnError('EEXIST', `${path} already exists`);
+  if (code === 'EBUSY') return new CairnError('EBUSY', `${path} is in use`);
+  if (code === 'EACCES' || code === 'EPERM') return new CairnError('EINVAL', `${path}: permission denied`);
+  return e;
+}
