@@ -1,17 +1,18 @@
 /**
- * Path-level file operations the daemon serves (cp, cat, ls, mkdir, rm) on a pool's FileSystemApi.
- * Everything streams or pages: a file moves in chunks of at most STREAM_CHUNK_BYTES, a directory in
- * pages of at most LIST_PAGE_ENTRIES_MAX entries, and recursive removal holds one page per level.
+ * Path-level file operations the daemon serves (cp, cat, ls, mkdir, rm) on a pool's FileSystemApi, on
+ * top of fs/paths.ts. Two are the daemon's own: reading yields chunks (so the HTTP answer can start only
+ * once the first read has worked, and report a later failure in its trailer), and listing pages with a
+ * cursor the client carries between requests. A file moves in chunks of at most STREAM_CHUNK_BYTES, a
+ * directory in pages of at most LIST_PAGE_ENTRIES_MAX entries.
  */
 import { posix } from 'node:path';
-import type { FileSystemApi, Stat } from '../fs/types.js';
+import { mkdirp, removePath, writeFileFromStream } from '../fs/index.js';
+import type { FileSystemApi, Stat } from '../fs/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import type { WireDirEntry, WireStat } from './protocol.js';
 import { LIST_PAGE_ENTRIES_MAX } from './protocol.js';
 
 export const STREAM_CHUNK_BYTES = 1024 * 1024;
-const S_IFMT = 0o170000;
-const REMOVE_PAGE_ENTRIES = 128;
 
 const FS_MESSAGES: Partial<Record<string, string>> = {
   ENOENT: 'no such file or directory',
@@ -68,29 +69,9 @@ async function resolveParent(fs: FileSystemApi, path: string): Promise<{ parent:
 
 export async function mkdirPath(fs: FileSystemApi, path: string, parents: boolean, modeBits: number): Promise<Stat> {
   const normal = normalizePath(path);
-  if (!parents) {
-    const { parent, name } = await resolveParent(fs, normal);
-    return fs.mkdir(parent.ino, name, { mode: modeBits });
-  }
-  let current = await fs.getattr(fs.rootIno);
-  for (const name of normal.split('/').filter((part) => part !== '')) {
-    let next: Stat;
-    try {
-      next = await fs.lookup(current.ino, name);
-    } catch (error) {
-      if (!isCairnError(error, 'ENOENT')) throw error;
-      try {
-        next = await fs.mkdir(current.ino, name, { mode: modeBits });
-      } catch (mkdirError) {
-        // Another client made it between our lookup and mkdir: take theirs.
-        if (!isCairnError(mkdirError, 'EEXIST')) throw mkdirError;
-        next = await fs.lookup(current.ino, name);
-      }
-    }
-    if (next.kind !== 'directory') throw new CairnError('ENOTDIR', `${name}: not a directory`);
-    current = next;
-  }
-  return current;
+  if (parents) return mkdirp(fs, normal, modeBits);
+  const { parent, name } = await resolveParent(fs, normal);
+  return fs.mkdir(parent.ino, name, { mode: modeBits });
 }
 
 /** One page of a directory; a file lists as itself (as ls does). */
@@ -131,91 +112,28 @@ async function fillLong(fs: FileSystemApi, entry: WireDirEntry, stat: Stat): Pro
   if (stat.kind === 'symlink') entry.target = await fs.readlink(stat.ino);
 }
 
+/** rm [-r] [-f]: unlike rmdir, rm without -r refuses any directory, empty or not (as GNU rm does). */
 export async function removePathTree(fs: FileSystemApi, path: string, recursive: boolean, force: boolean): Promise<void> {
   const normal = normalizePath(path);
-  let parent: Stat;
-  let name: string;
-  let stat: Stat;
   try {
-    ({ parent, name } = await resolveParent(fs, normal));
-    stat = await fs.lookup(parent.ino, name);
+    const { parent, name } = await resolveParent(fs, normal);
+    const stat = await fs.lookup(parent.ino, name);
+    if (stat.kind === 'directory' && !recursive) throw new CairnError('EISDIR', `${normal}: is a directory`);
+    await removePath(fs, normal, { recursive });
   } catch (error) {
     if (force && isCairnError(error, 'ENOENT')) return;
     throw error;
   }
-  if (stat.kind !== 'directory') return fs.unlink(parent.ino, name);
-  if (!recursive) throw new CairnError('EISDIR', `${normal}: is a directory`);
-  await emptyDirectory(fs, stat.ino);
-  await fs.rmdir(parent.ino, name);
 }
 
-/** Removes a directory's contents a page at a time, restarting from the start after each page. */
-async function emptyDirectory(fs: FileSystemApi, ino: number): Promise<void> {
-  for (;;) {
-    const page = await fs.readdir(ino, 0n, REMOVE_PAGE_ENTRIES);
-    if (page.entries.length === 0) return;
-    for (const entry of page.entries) {
-      if (entry.kind === 'directory') {
-        await emptyDirectory(fs, entry.ino);
-        await fs.rmdir(ino, entry.name);
-      } else {
-        await fs.unlink(ino, entry.name);
-      }
-    }
-  }
-}
-
-/**
- * Creates or truncates a file and writes the stream into it. Chunks are gathered to STREAM_CHUNK_BYTES
- * so the pool sees few large writes; each gathered chunk is a fresh Buffer because the layers below may
- * keep a reference to dirty data until its txg syncs.
- */
+/** cp into the pool: creates or truncates the file and streams source into it. */
 export async function writeFileFrom(
   fs: FileSystemApi,
   path: string,
   source: AsyncIterable<Buffer>,
   modeBits: number,
 ): Promise<number> {
-  const { parent, name } = await resolveParent(fs, path);
-  let target: Stat;
-  try {
-    target = await fs.lookup(parent.ino, name);
-    if (target.kind === 'directory') throw new CairnError('EISDIR', `${path}: is a directory`);
-    if (target.kind !== 'file') throw new CairnError('EINVAL', `${path}: not a regular file`);
-    if (target.sizeBytes > 0) await fs.setattr(target.ino, { sizeBytes: 0 });
-  } catch (error) {
-    if (!isCairnError(error, 'ENOENT')) throw error;
-    target = await fs.create(parent.ino, name, { mode: modeBits & ~S_IFMT });
-  }
-  let offset = 0;
-  let pending = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
-  let pendingBytes = 0;
-  for await (const chunk of source) {
-    let used = 0;
-    while (used < chunk.length) {
-      const take = Math.min(chunk.length - used, STREAM_CHUNK_BYTES - pendingBytes);
-      chunk.copy(pending, pendingBytes, used, used + take);
-      pendingBytes += take;
-      used += take;
-      if (pendingBytes === STREAM_CHUNK_BYTES) {
-        offset += await writeAll(fs, target.ino, offset, pending);
-        pending = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
-        pendingBytes = 0;
-      }
-    }
-  }
-  if (pendingBytes > 0) offset += await writeAll(fs, target.ino, offset, pending.subarray(0, pendingBytes));
-  return offset;
-}
-
-async function writeAll(fs: FileSystemApi, ino: number, offset: number, data: Buffer): Promise<number> {
-  let written = 0;
-  while (written < data.length) {
-    const count = await fs.write(ino, offset + written, data.subarray(written));
-    if (count <= 0) throw new CairnError('EIO', 'write made no progress');
-    written += count;
-  }
-  return written;
+  return writeFileFromStream(fs, normalizePath(path), source, modeBits & 0o7777);
 }
 
 /** The file's chunks in order, each at most STREAM_CHUNK_BYTES. */
