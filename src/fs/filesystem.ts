@@ -2,8 +2,8 @@
  * Filesystem: FileSystemApi on one ObjectStore (see index.ts for the theory and the on-disk layout).
  */
 import { ObjectType, type ObjectStore } from '../objects/types.js';
-import type { KvMap } from '../kv/types.js';
-import { createKv, openKv } from '../kv/kv.js';
+import type { KvMap } from '../kv/index.js';
+import { createKv, openKv } from '../kv/index.js';
 import { CairnError } from '../util/errors.js';
 import { assert } from '../util/assert.js';
 import {
@@ -48,6 +48,7 @@ export const FILE_SIZE_MAX_BYTES = Number.MAX_SAFE_INTEGER;
 /** readdir pages are capped so one call can never pull a huge directory into memory. */
 export const READDIR_LIMIT_MAX = 4096;
 /** relatime: an atime older than this is refreshed by a read even when it is newer than mtime. */
+const GENERATION_RESERVE_COUNT = 1024n;
 const RELATIME_INTERVAL_NS = 24n * 3600n * 1_000_000_000n;
 
 export const MasterKey = {
@@ -172,6 +173,8 @@ class Mutex {
 
 export class Filesystem implements FileSystemApi {
   private readonly lock = new Mutex();
+  /** nextGeneration may be handed out without touching the master node while below this. */
+  private generationReservedEnd: bigint;
 
   private constructor(
     private readonly store: ObjectStore,
@@ -182,7 +185,9 @@ export class Filesystem implements FileSystemApi {
     private nextGeneration: bigint,
     private readonly nowNs: () => bigint,
     private readonly statfsSource: FilesystemOpenOptions['statfs'],
-  ) {}
+  ) {
+    this.generationReservedEnd = nextGeneration;
+  }
 
   /** Lays out a new file system in an empty object set and opens it. */
   static async create(store: ObjectStore, options: FilesystemCreateOptions): Promise<Filesystem> {
@@ -609,9 +614,7 @@ export class Filesystem implements FileSystemApi {
         await this.store.write(ino, 0, symlinkTarget);
       }
     }
-    const generation = this.nextGeneration;
-    this.nextGeneration++;
-    await this.master.set(MasterKey.nextGeneration, encodeU64(this.nextGeneration));
+    const generation = await this.takeGeneration();
     const inode: Inode = {
       ino,
       phys: {
@@ -637,6 +640,19 @@ export class Filesystem implements FileSystemApi {
     if (kind === FileKind.directory) parent.phys.nlink++;
     await this.saveInode(parent);
     return this.stat(inode);
+  }
+
+  /**
+   * Generations are handed out from a reserved range: the master node records the end of the range, so
+   * it is written once per GENERATION_RESERVE_COUNT creates instead of on every create, and a reopen
+   * (which starts at the recorded end) can skip numbers but never repeat one.
+   */
+  private async takeGeneration(): Promise<bigint> {
+    if (this.nextGeneration >= this.generationReservedEnd) {
+      this.generationReservedEnd = this.nextGeneration + GENERATION_RESERVE_COUNT;
+      await this.master.set(MasterKey.nextGeneration, encodeU64(this.generationReservedEnd));
+    }
+    return this.nextGeneration++;
   }
 
   /** Removes one link; the last one frees the object (open-file tracking will defer this later). */
