@@ -313,8 +313,9 @@ export class DaemonServer {
           ...(args.wait !== undefined ? { wait: args.wait } : {}),
           ...(args.stop !== undefined ? { stop: args.stop } : {}),
         };
-        await this.logHistory(entry, args.command, `cairn pool scrub ${args.stop === true ? '-s ' : ''}${args.name}`);
         await entry.handle.scrub(scrubOptions);
+        // Logged once it has started (with -w: finished), so a refused scrub leaves no history line.
+        await this.logHistory(entry, args.command, `cairn pool scrub ${args.stop === true ? '-s ' : ''}${args.name}`);
         return entry.handle.status();
       },
       'pool.offline': async (args) =>
