@@ -232,6 +232,8 @@ withSeed('random alloc/free/sync against a sector model: no overlap, no early re
     const allocBias = phase === 0 ? 0.9 : phase === 1 ? 0.55 : phase === 2 ? 0.6 : 0.2;
     const ops = 40 + Math.floor(random() * 60);
     for (let op = 0; op < ops; op++) {
+      // An early sync pass: later same-txg frees of these blocks must be logged, and their reuse too.
+      if (random() < 0.03) for (const u of h.allocator.pendingRecords()) h.persist(u);
       if (random() < allocBias || h.live.length === 0) {
         const big = random() < 0.3;
         const psize = big ? (1 + Math.floor(random() * 32)) * 64 * KiB : 512 * (1 + Math.floor(random() * 64));

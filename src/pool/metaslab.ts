@@ -511,7 +511,7 @@ export class MetaslabAllocator implements Allocator {
     for (let k = 0; k < n; k++) {
       const i = (first + k) % n;
       const v = this.vdevs[i] as VdevState;
-      if (!v.allocatable || placed.some((d) => d.vdev === v.vdev.id)) continue;
+      if (!v.allocatable || holdsCopy(placed, v.vdev.id)) continue;
       const asize = v.vdev.allocatedSize(psize);
       const offset = this.allocateInVdev(v, asize, copy, placed);
       if (offset < 0) continue;
@@ -521,7 +521,7 @@ export class MetaslabAllocator implements Allocator {
     // Pass 2: more copies than vdevs with space — a vdev already used, far from its other copies.
     for (let k = 0; k < n; k++) {
       const v = this.vdevs[(first + k) % n] as VdevState;
-      if (!v.allocatable || !placed.some((d) => d.vdev === v.vdev.id)) continue;
+      if (!v.allocatable || !holdsCopy(placed, v.vdev.id)) continue;
       const asize = v.vdev.allocatedSize(psize);
       const offset = this.allocateInVdev(v, asize, copy, placed);
       if (offset >= 0) return { vdev: v.vdev.id, offset, asize };
@@ -532,18 +532,18 @@ export class MetaslabAllocator implements Allocator {
   /** Tries the active metaslab of the slot, then others by most free, far from this block's copies if possible. */
   private allocateInVdev(v: VdevState, asize: number, slot: number, placed: readonly Dva[]): number {
     assert(asize > 0 && asize % 2 ** v.vdev.ashift === 0, `vdev ${v.vdev.id}: asize ${asize} not a sector multiple`);
-    const others: number[] = [];
-    for (const d of placed) if (d.vdev === v.vdev.id) others.push(d.offset);
-    const distanceBytes = others.length > 0 ? Math.floor(v.vdev.asize / 8) : 0;
-    const activeIndex = v.active[slot] as number;
-    const active = v.metaslabs[activeIndex];
-    if (active && active.loaded && farEnough(active, others, distanceBytes)) {
+    const id = v.vdev.id;
+    const distanceBytes = holdsCopy(placed, id) ? Math.floor(v.vdev.asize / 8) : 0;
+    const active = v.metaslabs[v.active[slot] as number];
+    if (active && active.loaded && farEnough(active, placed, id, distanceBytes)) {
       const offset = active.tryAllocate(asize);
       if (offset >= 0) return this.allocated(active, offset);
     }
-    for (const minDistance of distanceBytes > 0 ? [distanceBytes, 0] : [0]) {
+    // The slow path (the active metaslab is full or too close): rank the others by free bytes.
+    for (let pass = distanceBytes > 0 ? 0 : 1; pass < 2; pass++) {
+      const minDistance = pass === 0 ? distanceBytes : 0;
       const candidates = v.metaslabs.filter(
-        (ms) => ms.loaded && ms.allocatable.totalBytes >= asize && asize < ms.noFitBytes && farEnough(ms, others, minDistance),
+        (ms) => ms.loaded && ms.allocatable.totalBytes >= asize && asize < ms.noFitBytes && farEnough(ms, placed, id, minDistance),
       );
       candidates.sort((a, b) => b.allocatable.totalBytes - a.allocatable.totalBytes || a.index - b.index);
       for (const ms of candidates) {
@@ -628,10 +628,17 @@ function isDeferred(ms: Metaslab, start: number, end: number): boolean {
   return false;
 }
 
-/** Every byte of the metaslab is at least minDistance from each other copy's offset. */
-function farEnough(ms: Metaslab, others: readonly number[], minDistance: number): boolean {
+function holdsCopy(placed: readonly Dva[], vdevId: number): boolean {
+  for (const d of placed) if (d.vdev === vdevId) return true;
+  return false;
+}
+
+/** Every byte of the metaslab is at least minDistance from the offset of each copy on the same vdev. */
+function farEnough(ms: Metaslab, placed: readonly Dva[], vdevId: number, minDistance: number): boolean {
   if (minDistance === 0) return true;
-  for (const o of others) {
+  for (const d of placed) {
+    if (d.vdev !== vdevId) continue;
+    const o = d.offset;
     if (!(ms.startBytes >= o + minDistance || o >= ms.endBytes - 1 + minDistance)) return false;
   }
   return true;

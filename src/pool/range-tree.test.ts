@@ -4,7 +4,7 @@ import { RangeTree, highBit } from './range-tree.js';
 import { InvariantError } from '../util/assert.js';
 
 /** Small deterministic PRNG (mulberry32) so failures replay from the printed seed. */
-export function rng(seed: number): () => number {
+function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
