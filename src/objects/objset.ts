@@ -35,6 +35,10 @@ const DEFAULT_RECORD_SIZE_BYTES = 128 * 1024;
 const RECORD_SIZE_MAX_BYTES = 1024 * 1024;
 /** Clean dnodes kept decoded in memory; dirty ones are pinned until synced. */
 const CLEAN_DNODE_CACHE_MAX = 8192;
+/** Block reads in flight for one read request. */
+const READ_CONCURRENCY_MAX = 16;
+/** Level-0 block writes in flight while an object syncs. */
+const WRITE_CONCURRENCY_MAX = 32;
 
 export const ObjsetType = { meta: 1, filesystem: 2, volume: 3 } as const;
 export type ObjsetType = (typeof ObjsetType)[keyof typeof ObjsetType];
@@ -351,16 +355,23 @@ export class ObjectSet implements ObjectStore {
   private async readBytes(state: ObjectState, offset: number, length: number): Promise<Buffer> {
     const out = Buffer.alloc(length);
     const bs = state.dn.dataBlockSizeBytes;
+    // Blocks of one request are fetched concurrently (bounded by the request size), so a large read
+    // keeps several device reads in flight instead of paying each one's latency in turn.
+    const pending: Promise<void>[] = [];
     let done = 0;
     while (done < length) {
       const pos = offset + done;
       const blkid = Math.floor(pos / bs);
       const within = pos - blkid * bs;
       const n = Math.min(bs - within, length - done);
-      const block = await this.getBlock(state, blkid);
-      if (block) block.copy(out, done, within, within + n);
+      const at = done;
+      pending.push(this.getBlock(state, blkid).then((block) => {
+        if (block) block.copy(out, at, within, within + n);
+      }));
+      if (pending.length >= READ_CONCURRENCY_MAX) await Promise.all(pending.splice(0));
       done += n;
     }
+    await Promise.all(pending);
     return out;
   }
 
@@ -485,18 +496,22 @@ export class ObjectSet implements ObjectStore {
     const maxId = Math.max(dn.maxBlockId - 1, 0);
     while (maxId >= POINTERS_PER_INDIRECT ** (nlevels - 1)) nlevels++;
 
-    // Level 0: new pointers for the dirty blocks.
+    // Level 0: new pointers for the dirty blocks, written WRITE_CONCURRENCY_MAX at a time. Allocation
+    // happens synchronously inside each write call, so placement stays in block order.
     let changed = new Map<number, BlockPointer>();
-    for (const [blkid, data] of entries) {
-      const old = await this.diskPointer(dn, 0, blkid);
-      let bp: BlockPointer;
-      if (data === null || (this.policy.compression !== 0 && isAllZero(data))) {
-        bp = holeBlockPointer(dn.dataBlockSizeBytes, txg);
-      } else {
-        bp = await this.env.writeBlock(data, this.props(dn.type, 0, 1, metadata, txg), old && !isHole(old) ? old : null);
-      }
-      this.release(dn, old, bp);
-      changed.set(blkid, bp);
+    for (let i = 0; i < entries.length; i += WRITE_CONCURRENCY_MAX) {
+      const batch = entries.slice(i, i + WRITE_CONCURRENCY_MAX);
+      const olds = await Promise.all(batch.map(([blkid]) => this.diskPointer(dn, 0, blkid)));
+      const bps = await Promise.all(batch.map(([, data], j) => {
+        const old = olds[j] ?? null;
+        if (data === null || (this.policy.compression !== 0 && isAllZero(data))) return Promise.resolve(holeBlockPointer(dn.dataBlockSizeBytes, txg));
+        return this.env.writeBlock(data, this.props(dn.type, 0, 1, metadata, txg), old && !isHole(old) ? old : null);
+      }));
+      batch.forEach(([blkid], j) => {
+        const bp = bps[j] as BlockPointer;
+        this.release(dn, olds[j] ?? null, bp);
+        changed.set(blkid, bp);
+      });
     }
 
     // Indirect levels, bottom-up: each changed child pointer dirties its parent.

@@ -1,0 +1,23 @@
+import { createPool, importPool } from '../src/pool/index.js';
+import { randomBytes } from 'node:crypto';
+import { execSync } from 'node:child_process';
+const MiB = 1024 * 1024; const N = 256;
+const dir = '/var/tmp/cairn-prof'; execSync(`rm -rf ${dir}; mkdir -p ${dir}`);
+const pool = await createPool({ name: 'prof', vdevSpec: [`${dir}/a.img`], createSizeBytes: 1024 * MiB });
+const st = await pool.fs.create(pool.fs.rootIno, 'f', { mode: 0o644 });
+const chunk = randomBytes(MiB);
+let t = Date.now();
+for (let i = 0; i < N; i++) { chunk.writeUInt32LE(i, 0); await pool.fs.write(st.ino, i * MiB, chunk); }
+await pool.sync();
+console.log('write MB/s', (N / ((Date.now() - t) / 1000)).toFixed(0));
+await pool.export();
+execSync('sync; echo 3 > /proc/sys/vm/drop_caches');
+const again = await importPool({ searchPaths: [dir] });
+const ino = (await again.fs.lookup(again.fs.rootIno, 'f')).ino;
+t = Date.now();
+for (let i = 0; i < N; i++) await again.fs.read(ino, i * MiB, MiB);
+console.log('read MB/s', (N / ((Date.now() - t) / 1000)).toFixed(0));
+t = Date.now();
+for (let i = 0; i < N; i++) await again.fs.read(ino, i * MiB, MiB);
+console.log('warm read MB/s', (N / ((Date.now() - t) / 1000)).toFixed(0));
+await again.destroy();
