@@ -64,7 +64,7 @@ export async function mkdirp(fs: FileSystemApi, path: string, mode = 0o755): Pro
 export async function writeFileFromStream(
   fs: FileSystemApi,
   path: string,
-  readable: AsyncIterable<Buffer | Uint8Array | string>,
+  readable: AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer | Uint8Array | string>,
   mode = 0o644,
 ): Promise<number> {
   const { parentPath, name } = splitPath(path);
