@@ -517,3 +517,27 @@ test('explicit condense produces a log that replays to the same state, deferred 
   h.checkLogs();
   h.checkSpace();
 });
+
+test('metaslab: held frees are logged but not reused until released', () => {
+  const vdev = { id: 0, asize: 64 * 1024 * 1024, ashift: 12, allocatedSize: (p: number) => p };
+  const a = new MetaslabAllocator([vdev]);
+  a.beginSync(1);
+  const [dva] = a.allocate(4096, 1);
+  while (a.pendingRecords().length > 0);
+  a.endSync(1);
+  const freeAfterAlloc = a.space().freeBytes;
+  a.holdFrees(true);
+  a.beginSync(2);
+  a.free(dva!);
+  while (a.pendingRecords().length > 0);
+  a.endSync(2);
+  for (let txg = 3; txg < 8; txg++) {
+    a.beginSync(txg);
+    a.endSync(txg);
+  }
+  assert.equal(a.space().freeBytes, freeAfterAlloc, 'held free not returned');
+  a.holdFrees(false);
+  a.beginSync(8);
+  a.endSync(8);
+  assert.equal(a.space().freeBytes, freeAfterAlloc + 4096, 'released after the hold');
+});

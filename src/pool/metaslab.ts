@@ -206,6 +206,8 @@ export class MetaslabAllocator implements Allocator {
   private readonly byId = new Map<number, VdevState>();
   private syncingTxg = 0;
   private lastSyncedTxg = 0;
+  /** While a scrub or resilver walks an older tree, no freed block may be reused (see pool/scan.ts). */
+  private freesHeld = false;
   private rotor = 0;
   private rotorBytes = 0;
   /** What the rotor's current vdev may take before moving on; 0 = not yet computed. */
@@ -322,7 +324,7 @@ export class MetaslabAllocator implements Allocator {
       }
     }
     this.touched.clear();
-    for (const ms of this.deferring) {
+    for (const ms of this.freesHeld ? [] : this.deferring) {
       while (ms.deferred.length > 0 && (ms.deferred[0] as { txg: number }).txg + DEFER_TXGS <= txg) {
         const d = ms.deferred.shift() as { txg: number; tree: RangeTree };
         d.tree.forEachSegment((s, e) => ms.returnSpace(s, e));
@@ -331,6 +333,14 @@ export class MetaslabAllocator implements Allocator {
     }
     this.lastSyncedTxg = txg;
     this.syncingTxg = 0;
+  }
+
+  /**
+   * Holds every deferred free out of reuse (true) until released (false). Frees are still logged in
+   * their txg, so a crash while held leaks nothing; they only wait longer to be reused.
+   */
+  holdFrees(held: boolean): void {
+    this.freesHeld = held;
   }
 
   get txg(): number {

@@ -78,7 +78,7 @@ export class Scanner {
       totalBytes: space.allocatedBytes, repairedBytes: 0, errors: 0,
     };
     this.state = status;
-    pool.allocator.holdFrees?.(true);
+    pool.allocator.holdFrees(true);
     try {
       const mosRoot = pool.mos.os.root;
       const datasetRoots: BlockPointer[] = [];
@@ -105,7 +105,7 @@ export class Scanner {
     } finally {
       status.endMs = Date.now();
       status.examinedBytes = Math.min(status.examinedBytes, Math.max(status.totalBytes, status.examinedBytes));
-      pool.allocator.holdFrees?.(false);
+      pool.allocator.holdFrees(false);
     }
   }
 }
@@ -114,9 +114,4 @@ export class Scanner {
 async function traverseObjset(pool: Pool, rootBp: BlockPointer, visit: (bp: BlockPointer) => Promise<void>): Promise<void> {
   const os = await ObjectSet.open(pool.env, rootBp, { checksum: 3, compression: 1, copies: 1, metadataCopies: 2 });
   await os.traverse(visit, rootBp);
-}
-declare module './metaslab.js' {
-  interface MetaslabAllocator {
-    holdFrees?(held: boolean): void;
-  }
 }
