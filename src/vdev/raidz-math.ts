@@ -81,23 +81,32 @@ export function generateParity(data: readonly (Buffer | null)[], parity: readonl
     w.fill(0);
   }
   const [p, q, r] = pw;
+  // One fused pass per data column and parity count: the Horner step for Q and R runs over the full
+  // parity length (a short or null column contributes zeros but still shifts the accumulators).
   for (const column of data) {
-    const d = column === null ? null : words(column);
-    const dLength = d === null ? 0 : d.length;
+    const d = column === null ? EMPTY_WORDS : words(column);
+    const dLength = d.length;
     assert(dLength <= length, 'data column longer than parity');
-    if (q !== undefined) {
-      for (let i = 0; i < length; i++) q[i] = mul2Word(q[i] ?? 0);
-      if (r !== undefined) for (let i = 0; i < length; i++) r[i] = mul2Word(mul2Word(r[i] ?? 0));
-    }
-    if (d === null) continue;
-    for (let i = 0; i < dLength; i++) {
-      const word = d[i] ?? 0;
-      if (p !== undefined) p[i] = (p[i] ?? 0) ^ word;
-      if (q !== undefined) q[i] = (q[i] ?? 0) ^ word;
-      if (r !== undefined) r[i] = (r[i] ?? 0) ^ word;
+    if (r !== undefined && q !== undefined && p !== undefined) {
+      for (let i = 0; i < length; i++) {
+        const word = i < dLength ? (d[i] as number) : 0;
+        p[i] = (p[i] as number) ^ word;
+        q[i] = mul2Word(q[i] as number) ^ word;
+        r[i] = mul2Word(mul2Word(r[i] as number)) ^ word;
+      }
+    } else if (q !== undefined && p !== undefined) {
+      for (let i = 0; i < length; i++) {
+        const word = i < dLength ? (d[i] as number) : 0;
+        p[i] = (p[i] as number) ^ word;
+        q[i] = mul2Word(q[i] as number) ^ word;
+      }
+    } else if (p !== undefined) {
+      for (let i = 0; i < dLength; i++) p[i] = (p[i] as number) ^ (d[i] as number);
     }
   }
 }
+
+const EMPTY_WORDS = new Uint32Array(0);
 
 /** Inverts a k×k matrix over GF(2^8) (Gauss-Jordan); returns null when it is singular. */
 export function gfInvertMatrix(matrix: readonly number[][]): number[][] | null {
