@@ -28,6 +28,13 @@ export interface FileOpsConformanceOptions {
   offsetMaxBytes?: number;
   /** Largest random write. */
   writeMaxBytes?: number;
+  /**
+   * Closes and reopens the file system under test (Filesystem.open on the same store, a pool export and
+   * import), called every reopenEverySteps steps and before the final comparison: what was written must
+   * survive it.
+   */
+  reopen?: (fs: FileSystemApi) => Promise<FileSystemApi>;
+  reopenEverySteps?: number;
 }
 
 /** Small, fast, seedable PRNG (mulberry32): the same seed replays the same operations exactly. */
@@ -101,8 +108,7 @@ export async function runFileOpsAgainstOracle(options: FileOpsConformanceOptions
     for (const name of options.names ?? DEFAULT_NAMES) {
       await nodeFs.symlink(join(ORACLE_ROOT_NAME, name), join(oracleBase, name));
     }
-    const fs = await options.makeFs();
-    const run = new OracleRun(fs, oracleRoot, options);
+    const run = new OracleRun(await options.makeFs(), oracleRoot, options);
     await run.run();
     return run.report;
   } finally {
@@ -120,7 +126,7 @@ class OracleRun {
   readonly report: FileOpsConformanceReport = { operations: 0, succeeded: 0, errors: {} };
 
   constructor(
-    private readonly fs: FileSystemApi,
+    private fs: FileSystemApi,
     private readonly oracleRoot: string,
     private readonly options: FileOpsConformanceOptions,
   ) {
@@ -133,9 +139,18 @@ class OracleRun {
   async run(): Promise<void> {
     for (this.step = 0; this.step < this.options.steps; this.step++) {
       await this.randomOperation();
+      if (this.options.reopen !== undefined && this.step % (this.options.reopenEverySteps ?? 200) === 199) {
+        await this.reopen();
+      }
       if (this.step % 50 === 49) await this.compareTrees();
     }
+    if (this.options.reopen !== undefined) await this.reopen();
     await this.compareTrees();
+  }
+
+  private async reopen(): Promise<void> {
+    this.history.push('(reopen)');
+    if (this.options.reopen !== undefined) this.fs = await this.options.reopen(this.fs);
   }
 
   private fail(message: string): never {

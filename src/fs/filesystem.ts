@@ -692,11 +692,16 @@ export class Filesystem implements FileSystemApi {
       return;
     }
     if (phys.atimeNs >= now) return;
-    await this.mutate(async () => {
-      const fresh = await this.loadInode(inode.ino);
-      fresh.phys.atimeNs = now;
-      await this.saveInode(fresh);
-    });
+    try {
+      await this.mutate(async () => {
+        const fresh = await this.loadInode(inode.ino);
+        fresh.phys.atimeNs = now;
+        await this.saveInode(fresh);
+      });
+    } catch (error) {
+      // A read must not fail because atime cannot be recorded (read-only import, snapshot).
+      if (!(error instanceof CairnError && error.code === 'EROFS')) throw error;
+    }
   }
 
   private async requireEmpty(dirIno: number, name: string): Promise<void> {
