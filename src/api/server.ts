@@ -84,6 +84,8 @@ export class DaemonServer {
         response.destroy();
       });
     });
+    // A scrub -w or a large upload may take hours; Node's default 5-minute request timeout would cut it.
+    server.requestTimeout = 0;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -466,8 +468,9 @@ export class DaemonServer {
         );
         sendJson(response, 200, { ok: true, result: { sizeBytes } });
       } catch (error) {
-        // Drain what the client still sends so it reads our answer instead of a reset.
-        request.resume();
+        // Read the rest of the upload (discarding it) before answering: closing early would make the
+        // client's next write fail with EPIPE and hide our error behind "connection failed".
+        await drain(request);
         throw error;
       }
       return;
@@ -531,6 +534,15 @@ async function writeChunk(response: ServerResponse, chunk: Buffer): Promise<bool
     };
     response.once('drain', onDrain);
     response.once('close', onClose);
+  });
+}
+
+function drain(request: IncomingMessage): Promise<void> {
+  if (request.readableEnded || request.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    request.once('end', resolve);
+    request.once('close', resolve);
+    request.resume();
   });
 }
 

@@ -121,8 +121,9 @@ export const LIST_COLUMNS = ['NAME', 'SIZE', 'ALLOC', 'FREE', 'FRAG', 'CAP', 'HE
 
 function listRow(status: PoolStatus, parsable: boolean): string[] {
   const { space } = status;
-  const size = (bytes: number): string => (parsable ? String(bytes) : formatSize(bytes));
-  const percent = (value: number): string => (parsable ? String(Math.round(value)) : `${Math.round(value)}%`);
+  const size = (bytes: number): string => (Number.isNaN(bytes) ? '-' : parsable ? String(bytes) : formatSize(bytes));
+  const percent = (value: number): string =>
+    Number.isNaN(value) ? '-' : parsable ? String(Math.round(value)) : `${Math.round(value)}%`;
   return [
     status.name,
     size(space.sizeBytes),
@@ -261,4 +262,29 @@ function formatLsTime(ms: number, nowMs: number): string {
     return `${day} ${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
   }
   return `${day}  ${date.getFullYear()}`;
+}
+
+/** zpool status for a remembered pool the daemon could not import at start. */
+export function formatUnavailableStatus(name: string, reason: string): string {
+  return (
+    `  pool: ${name}\n state: UNAVAIL\n` +
+    `status: The pool could not be imported when cairnd started:\n\t${reason}\n` +
+    `action: Make its devices available and run 'cairn pool import ${name}',\n` +
+    `\tor 'cairn pool export ${name}' to forget it.\n`
+  );
+}
+
+/** A zpool list row for such a pool: no space figures, health UNAVAIL. */
+export function unavailableListRow(name: string): PoolStatus {
+  const none = { sizeBytes: Number.NaN, allocatedBytes: Number.NaN, freeBytes: Number.NaN, fragmentationPercent: Number.NaN, capacityPercent: Number.NaN };
+  return {
+    name,
+    guid: '',
+    health: 'UNAVAIL',
+    txg: 0,
+    space: none,
+    scan: null,
+    config: { name, state: 'UNAVAIL', errors: { read: 0, write: 0, checksum: 0 }, children: [] },
+    dataErrors: [],
+  };
 }

@@ -26,6 +26,8 @@ import {
   formatList,
   formatLongListing,
   formatStatus,
+  formatUnavailableStatus,
+  unavailableListRow,
 } from './format.js';
 import { formatDuration, parseSize } from './size.js';
 
@@ -137,11 +139,12 @@ const POOL_COMMANDS: Command[] = [
     async run(context, args) {
       const client = await context.client();
       const pools = await client.call('pool.status', { names: args.positionals });
-      if (pools.length === 0) {
-        context.out('no pools available\n');
-        return 0;
+      const stanzas = pools.map((pool) => formatStatus(pool, { verbose: args.booleans.has('v') }));
+      if (args.positionals.length === 0) {
+        const { unavailable } = await client.call('daemon.status', {});
+        stanzas.push(...unavailable.map((item) => formatUnavailableStatus(item.name, item.error)));
       }
-      context.out(pools.map((pool) => formatStatus(pool, { verbose: args.booleans.has('v') })).join('\n'));
+      context.out(stanzas.length === 0 ? 'no pools available\n' : stanzas.join('\n'));
       return 0;
     },
   },
@@ -152,6 +155,10 @@ const POOL_COMMANDS: Command[] = [
     async run(context, args) {
       const client = await context.client();
       const pools = await client.call('pool.status', { names: args.positionals });
+      if (args.positionals.length === 0) {
+        const { unavailable } = await client.call('daemon.status', {});
+        pools.push(...unavailable.map((item) => unavailableListRow(item.name)));
+      }
       if (pools.length === 0) {
         context.out('no pools available\n');
         return 0;

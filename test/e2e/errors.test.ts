@@ -10,6 +10,7 @@ describe('bad input: non-zero exit, one clear line, no stack trace', () => {
     box = await CairnSandbox.create('errors');
     await writeFile(box.path('garbage.img'), seededBytes(7, 64 * 1024 * 1024));
     await box.ok(['pool', 'create', '-s', '64M', 'good', 'g.img']);
+    await box.ok(['cp', '-', 'good:/file'], { input: Buffer.from('x') });
   });
 
   after(async () => {
@@ -28,6 +29,8 @@ describe('bad input: non-zero exit, one clear line, no stack trace', () => {
     ['a file in an unknown pool', ['cat', 'nosuch:/x'], /no such pool 'nosuch'/],
     ['reading a directory', ['cat', 'good:/'], /is a directory/],
     ['copying a missing local file', ['cp', 'missing.txt', 'good:/x'], /missing\.txt/],
+    ['uploading 64 MiB into a missing directory', ['cp', 'garbage.img', 'good:/nodir/x'], /^cairn: good:\/nodir\/x: no such file or directory\n$/],
+    ['uploading onto a path under a file', ['cp', 'garbage.img', 'good:/file/x'], /not a directory/],
     ['a device of another pool without -f', ['pool', 'create', 'p5', 'g.img'], /g\.img|in use|another pool|belongs/],
   ];
   for (const [what, args, pattern] of cases) {
