@@ -14,7 +14,8 @@
  * - hold() runs holds one at a time under an async mutex; a hold started from inside a running hold runs
  *   inline as part of it (re-entrant), so a helper such as createKv can be called inside a caller's hold.
  *
- * Buffers are copied in and out so callers can never alias stored state. Counters (readCalls,
+ * Buffers are copied in and out so callers can never alias stored state (with TypedArray.set, which is
+ * several times faster than Buffer.copy for block-sized copies on Node 20). Counters (readCalls,
  * readBytes, writeCalls, writeBytes) let tests bound the I/O a higher layer does per operation.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -31,6 +32,7 @@ import { assert } from '../util/assert.js';
 const BLOCK_SIZE_MIN_BYTES = 512;
 const BLOCK_SIZE_MAX_BYTES = 1024 * 1024;
 const BLOCK_SIZE_DEFAULT_BYTES = 128 * 1024;
+const READ_SLAB_BYTES = 256 * 1024;
 
 class MemoryObject {
   readonly blocks = new Map<number, Buffer>();
@@ -63,6 +65,8 @@ export class MemoryObjectStore implements ObjectStore {
   writeCalls = 0;
   writeBytes = 0;
   holdCount = 0;
+  private readSlab = Buffer.allocUnsafe(0);
+  private readSlabOffset = READ_SLAB_BYTES;
 
   constructor(options: MemoryObjectStoreOptions = {}) {
     this.requireHold = options.requireHold ?? true;
@@ -140,7 +144,8 @@ export class MemoryObjectStore implements ObjectStore {
     const object = this.object(id);
     this.readCalls++;
     this.readBytes += length;
-    const out = Buffer.alloc(length);
+    // Every byte of out is written below (copied or zeroed), so skip allocation-time zeroing.
+    const out = this.allocateReadBuffer(length);
     const blockSizeBytes = object.blockSizeBytes;
     let done = 0;
     while (done < length) {
@@ -149,7 +154,8 @@ export class MemoryObjectStore implements ObjectStore {
       const inBlock = position - blockIndex * blockSizeBytes;
       const chunk = Math.min(blockSizeBytes - inBlock, length - done);
       const block = object.blocks.get(blockIndex);
-      if (block !== undefined) block.copy(out, done, inBlock, inBlock + chunk);
+      if (block !== undefined) out.set(block.subarray(inBlock, inBlock + chunk), done);
+      else out.fill(0, done, done + chunk);
       done += chunk;
     }
     return out;
@@ -173,7 +179,7 @@ export class MemoryObjectStore implements ObjectStore {
         block = Buffer.alloc(blockSizeBytes);
         object.blocks.set(blockIndex, block);
       }
-      data.copy(block, inBlock, done, done + chunk);
+      block.set(data.subarray(done, done + chunk), inBlock);
       if (blockIndex > object.highestBlockIndex) object.highestBlockIndex = blockIndex;
       done += chunk;
     }
@@ -215,6 +221,23 @@ export class MemoryObjectStore implements ObjectStore {
       throw new CairnError('EINVAL', `bonus of ${bonus.length} bytes exceeds ${BONUS_SIZE_MAX_BYTES}`);
     }
     object.bonus = Buffer.from(bonus);
+  }
+
+  /**
+   * Carves read buffers out of shared slabs, as Node's own Buffer pool does for small buffers: a fresh
+   * 16 KiB ArrayBuffer per read costs more than the rest of a kv lookup. A slab stays alive while any
+   * buffer cut from it does, which is fine for a test double.
+   */
+  private allocateReadBuffer(length: number): Buffer {
+    if (length > READ_SLAB_BYTES / 4) return Buffer.allocUnsafe(length);
+    if (this.readSlabOffset + length > READ_SLAB_BYTES) {
+      this.readSlab = Buffer.allocUnsafe(READ_SLAB_BYTES);
+      this.readSlabOffset = 0;
+    }
+    const out = this.readSlab.subarray(this.readSlabOffset, this.readSlabOffset + length);
+    // Keep slices 8-byte aligned so typed-array views over them stay possible.
+    this.readSlabOffset += (length + 7) & ~7;
+    return out;
   }
 
   private object(id: number): MemoryObject {

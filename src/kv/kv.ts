@@ -1,0 +1,510 @@
+/**
+ * The kv map: extendible hashing over one ObjectStore object, in the style of the OpenZFS fat ZAP.
+ * The design, its invariants and the on-disk format are described in index.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { xxh64 } from '@node-rs/xxhash';
+import { ObjectType, type ObjectStore } from '../objects/types.js';
+import { CairnError } from '../util/errors.js';
+import { assert } from '../util/assert.js';
+import { KV_KEY_SIZE_MAX_BYTES, KV_VALUE_SIZE_MAX_BYTES, type KvEntry, type KvMap, type KvPage } from './types.js';
+import {
+  KV_BLOCK_SIZE_BYTES,
+  KV_CD_BITS,
+  KV_CD_MAX,
+  KV_ENTRY_HEADER_SIZE_BYTES,
+  KV_HASH_BITS,
+  KV_HASH_LIMIT,
+  KV_HEADER_SIZE_BYTES,
+  KV_LEAF_HEADER_SIZE_BYTES,
+  KV_LEAF_PAYLOAD_MAX_BYTES,
+  KV_TABLE_EMBEDDED_OFFSET_BYTES,
+  KV_TABLE_EMBEDDED_SHIFT_MAX,
+  KV_TABLE_ENTRIES_PER_BLOCK,
+  KV_TABLE_ENTRIES_PER_BLOCK_SHIFT,
+  KV_TABLE_ENTRY_BYTES,
+  KV_TABLE_SHIFT_MAX,
+  KvHeaderPhys,
+  KvLeafPhys,
+  encodeEntry,
+  entryCd,
+  entryEnd,
+  entryHash,
+  entryKeyLength,
+  entrySizeBytes,
+  entryValueLength,
+} from './phys.js';
+
+/** Returns a 64-bit hash of the key bytes; the map uses its top 48 bits. */
+export type KvHashFunction = (keyBytes: Buffer, salt: bigint) => bigint;
+
+export interface KvOptions {
+  /** For tests only (forced collisions); must be the same on every open of the object. */
+  hashFunction?: KvHashFunction;
+  /** Hash salt for a new map; random by default (defeats hash flooding). Inject for reproducible tests. */
+  salt?: bigint;
+}
+
+export const xxh64Salted: KvHashFunction = (keyBytes, salt) => xxh64(keyBytes, salt);
+
+/** A reader racing a writer's table move retries from the header; a persistent mismatch is damage. */
+const LOCATE_ATTEMPTS_MAX = 64;
+const CURSOR_LIMIT = 1n << 64n;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Creates an empty kv object (inside a hold of its own, or the caller's) and returns its map. */
+export async function createKv(
+  store: ObjectStore,
+  type: ObjectType = ObjectType.kv,
+  options: KvOptions = {},
+): Promise<KvMap> {
+  return store.hold(async () => {
+    const objectId = await store.allocateObject(type, { blockSizeBytes: KV_BLOCK_SIZE_BYTES });
+    const header = new KvHeaderPhys();
+    header.salt = BigInt.asUintN(64, options.salt ?? randomBytes(8).readBigUInt64BE(0));
+    header.tableShift = 0;
+    header.leafCount = 1;
+    header.nextFreeBlock = 2;
+    const leaf = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
+    KvLeafPhys.encodeHeader(leaf, 0, 0, 0, 0);
+    await store.write(objectId, KV_BLOCK_SIZE_BYTES, leaf);
+    const block0 = Buffer.alloc(KV_HEADER_SIZE_BYTES + KV_TABLE_ENTRY_BYTES);
+    header.encode(block0);
+    block0.writeUInt32BE(1, KV_TABLE_EMBEDDED_OFFSET_BYTES);
+    await store.write(objectId, 0, block0);
+    return new KvObject(store, objectId, options.hashFunction ?? xxh64Salted);
+  });
+}
+
+/** Opens an existing kv object. Its header is checked on first use (EINVAL if it is not a kv object). */
+export function openKv(store: ObjectStore, objectId: number, options: KvOptions = {}): KvMap {
+  return new KvObject(store, objectId, options.hashFunction ?? xxh64Salted);
+}
+
+interface Located {
+  header: KvHeaderPhys;
+  block: number;
+  leaf: KvLeafPhys;
+}
+
+/** Where a key is, or would go, in a leaf. */
+interface LeafScan {
+  /** Offset of the key's entry, -1 when absent. */
+  matchOffset: number;
+  /** Where a new entry for the key goes (keeps (hash, cd) order). */
+  insertOffset: number;
+  /** Lowest collision differentiator unused by the key's hash. */
+  freeCd: number;
+}
+
+class KvObject implements KvMap {
+  /** Fixed at creation, so caching it cannot go stale. */
+  private salt: bigint | undefined;
+
+  constructor(
+    private readonly store: ObjectStore,
+    readonly objectId: number,
+    private readonly hashFunction: KvHashFunction,
+  ) {}
+
+  async get(key: string): Promise<Buffer | undefined> {
+    const keyBytes = validateKey(key);
+    const hash = await this.hashKey(keyBytes);
+    const { leaf } = await this.locate(hash);
+    const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
+    if (scan.matchOffset < 0) return undefined;
+    const valueOffset = scan.matchOffset + KV_ENTRY_HEADER_SIZE_BYTES + keyBytes.length;
+    const valueLength = entryValueLength(leaf.buf, scan.matchOffset);
+    return Buffer.from(leaf.buf.subarray(valueOffset, valueOffset + valueLength));
+  }
+
+  async set(key: string, value: Buffer): Promise<void> {
+    const keyBytes = validateKey(key);
+    validateValue(value);
+    const hash = await this.hashKey(keyBytes);
+    const newEntryBytes = entrySizeBytes(keyBytes.length, value.length);
+    await withWriteLock(this.store, this.objectId, async () => {
+      // Each split deepens the leaf by one bit, so this ends within KV_TABLE_SHIFT_MAX rounds.
+      for (let round = 0; round <= KV_TABLE_SHIFT_MAX + 1; round++) {
+        const { header, block, leaf } = await this.locate(hash);
+        const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
+        if (scan.matchOffset >= 0) {
+          const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
+          if (leaf.payloadBytes - oldEntryBytes + newEntryBytes <= KV_LEAF_PAYLOAD_MAX_BYTES) {
+            // A replaced value keeps its cd, so cursors taken before stay valid.
+            const cd = entryCd(leaf.buf, scan.matchOffset);
+            const out = spliceLeaf(leaf, scan.matchOffset, oldEntryBytes, newEntryBytes, 0);
+            encodeEntry(out, scan.matchOffset, hash, cd, keyBytes, value);
+            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out);
+            return;
+          }
+        } else {
+          if (scan.freeCd > KV_CD_MAX) throw tooManyCollisions(this.objectId, key);
+          if (leaf.payloadBytes + newEntryBytes <= KV_LEAF_PAYLOAD_MAX_BYTES) {
+            const out = spliceLeaf(leaf, scan.insertOffset, 0, newEntryBytes, 1);
+            encodeEntry(out, scan.insertOffset, hash, scan.freeCd, keyBytes, value);
+            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out);
+            header.entryCount++;
+            await this.writeHeader(header);
+            return;
+          }
+        }
+        await this.split(header, block, leaf, hash, key);
+      }
+      assert(false, `kv ${this.objectId}: set of ${JSON.stringify(key)} did not converge`);
+    });
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const keyBytes = validateKey(key);
+    const hash = await this.hashKey(keyBytes);
+    return withWriteLock(this.store, this.objectId, async () => {
+      const { header, block, leaf } = await this.locate(hash);
+      const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
+      if (scan.matchOffset < 0) return false;
+      const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
+      // Leaves are never merged or freed (as in ZAP): readers rely on a leaf block staying a leaf.
+      const out = spliceLeaf(leaf, scan.matchOffset, oldEntryBytes, 0, -1);
+      await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out);
+      assert(header.entryCount > 0, `kv ${this.objectId}: entry count underflow`);
+      header.entryCount--;
+      await this.writeHeader(header);
+      return true;
+    });
+  }
+
+  async count(): Promise<number> {
+    return (await this.readHeader()).entryCount;
+  }
+
+  async list(cursor: bigint, limit: number): Promise<KvPage> {
+    if (typeof cursor !== 'bigint' || cursor < 0n || cursor >= CURSOR_LIMIT) {
+      throw new CairnError('EINVAL', `bad kv cursor ${String(cursor)}`);
+    }
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new CairnError('EINVAL', `bad kv page limit ${limit}`);
+    let hash = Number(cursor >> BigInt(KV_CD_BITS));
+    let cd = Number(cursor & BigInt(KV_CD_MAX));
+    const entries: KvEntry[] = [];
+    for (;;) {
+      const { leaf } = await this.locate(hash);
+      const buf = leaf.buf;
+      const end = leaf.endOffset;
+      for (let offset = KV_LEAF_HEADER_SIZE_BYTES, next = 0; offset < end; offset = next) {
+        next = nextEntry(leaf, offset, this.objectId);
+        const entryHashValue = entryHash(buf, offset);
+        const entryCdValue = entryCd(buf, offset);
+        if (entryHashValue < hash || (entryHashValue === hash && entryCdValue < cd)) continue;
+        const keyOffset = offset + KV_ENTRY_HEADER_SIZE_BYTES;
+        const keyLength = entryKeyLength(buf, offset);
+        const valueLength = entryValueLength(buf, offset);
+        entries.push({
+          key: buf.toString('utf8', keyOffset, keyOffset + keyLength),
+          value: Buffer.from(buf.subarray(keyOffset + keyLength, keyOffset + keyLength + valueLength)),
+        });
+        if (entries.length === limit) {
+          const next = ((BigInt(entryHashValue) << BigInt(KV_CD_BITS)) | BigInt(entryCdValue)) + 1n;
+          return { entries, cursor: next >= CURSOR_LIMIT ? null : next };
+        }
+      }
+      if (leaf.hashEnd >= KV_HASH_LIMIT) return { entries, cursor: null };
+      hash = leaf.hashEnd;
+      cd = 0;
+    }
+  }
+
+  // ----- Structure -----
+
+  /**
+   * Splits a full leaf in two by the next hash bit, doubling the pointer table first if the leaf is as
+   * deep as the table. Write order keeps every intermediate state readable: the new upper leaf is
+   * written before the table points at it, and the old leaf is shrunk only after.
+   */
+  private async split(header: KvHeaderPhys, block: number, leaf: KvLeafPhys, hash: number, key: string): Promise<void> {
+    if (allEntriesHaveHash(leaf, hash, this.objectId)) throw tooManyCollisions(this.objectId, key);
+    if (leaf.prefixLength === header.tableShift) {
+      if (header.tableShift >= KV_TABLE_SHIFT_MAX) {
+        throw new CairnError('ENOSPC', `kv object ${this.objectId} is at its maximum size`, {
+          objectId: this.objectId,
+        });
+      }
+      await this.growTable(header);
+    }
+    const prefixLength = leaf.prefixLength + 1;
+    const lowerPrefix = leaf.prefix * 2;
+    const upperHashStart = (lowerPrefix + 1) * 2 ** (KV_HASH_BITS - prefixLength);
+    let splitOffset = KV_LEAF_HEADER_SIZE_BYTES;
+    let lowerCount = 0;
+    while (splitOffset < leaf.endOffset && entryHash(leaf.buf, splitOffset) < upperHashStart) {
+      splitOffset = nextEntry(leaf, splitOffset, this.objectId);
+      lowerCount++;
+    }
+    const lowerBytes = splitOffset - KV_LEAF_HEADER_SIZE_BYTES;
+    const upperBytes = leaf.endOffset - splitOffset;
+
+    const upper = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
+    KvLeafPhys.encodeHeader(upper, lowerPrefix + 1, prefixLength, leaf.entryCount - lowerCount, upperBytes);
+    upper.set(leaf.buf.subarray(splitOffset, leaf.endOffset), KV_LEAF_HEADER_SIZE_BYTES);
+    const upperBlock = header.nextFreeBlock++;
+    header.leafCount++;
+    await this.store.write(this.objectId, upperBlock * KV_BLOCK_SIZE_BYTES, upper);
+
+    const pointersPerHalf = 2 ** (header.tableShift - prefixLength);
+    await this.fillTable(header, (lowerPrefix + 1) * pointersPerHalf, pointersPerHalf, upperBlock);
+
+    const lower = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
+    KvLeafPhys.encodeHeader(lower, lowerPrefix, prefixLength, lowerCount, lowerBytes);
+    lower.set(leaf.buf.subarray(KV_LEAF_HEADER_SIZE_BYTES, splitOffset), KV_LEAF_HEADER_SIZE_BYTES);
+    await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, lower);
+    await this.writeHeader(header);
+  }
+
+  /**
+   * Doubles the pointer table (entry i of the new table = entry i>>1 of the old). While it fits, the
+   * table stays in block 0 and the header and table change in one write; past that it moves to fresh
+   * contiguous blocks, the header switches to them in one write, and the old blocks are freed. A reader
+   * holding the old header then sees a freed block or a leaf that does not cover its hash, and retries.
+   */
+  private async growTable(header: KvHeaderPhys): Promise<void> {
+    const oldShift = header.tableShift;
+    const newShift = oldShift + 1;
+    const oldEntries = 2 ** oldShift;
+    if (newShift <= KV_TABLE_EMBEDDED_SHIFT_MAX) {
+      const old = await this.store.read(this.objectId, KV_TABLE_EMBEDDED_OFFSET_BYTES, oldEntries * KV_TABLE_ENTRY_BYTES);
+      const out = Buffer.alloc(KV_TABLE_EMBEDDED_OFFSET_BYTES + 2 * oldEntries * KV_TABLE_ENTRY_BYTES);
+      header.tableShift = newShift;
+      header.encode(out);
+      doubleTableInto(old, out, KV_TABLE_EMBEDDED_OFFSET_BYTES);
+      await this.store.write(this.objectId, 0, out);
+      return;
+    }
+    const newBlockCount = 2 ** (newShift - KV_TABLE_ENTRIES_PER_BLOCK_SHIFT);
+    const newStart = header.nextFreeBlock;
+    if (header.tableEmbedded) {
+      const old = await this.store.read(this.objectId, KV_TABLE_EMBEDDED_OFFSET_BYTES, oldEntries * KV_TABLE_ENTRY_BYTES);
+      const out = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
+      doubleTableInto(old, out, 0);
+      await this.store.write(this.objectId, newStart * KV_BLOCK_SIZE_BYTES, out);
+    } else {
+      // Stream one old block into two new ones: memory stays at three blocks whatever the table size.
+      for (let index = 0; index < header.tableBlockCount; index++) {
+        const old = await this.store.read(
+          this.objectId,
+          (header.tableStartBlock + index) * KV_BLOCK_SIZE_BYTES,
+          KV_BLOCK_SIZE_BYTES,
+        );
+        const out = Buffer.alloc(2 * KV_BLOCK_SIZE_BYTES);
+        doubleTableInto(old, out, 0);
+        await this.store.write(this.objectId, (newStart + 2 * index) * KV_BLOCK_SIZE_BYTES, out);
+      }
+    }
+    const oldStart = header.tableStartBlock;
+    const oldBlockCount = header.tableBlockCount;
+    header.tableShift = newShift;
+    header.tableStartBlock = newStart;
+    header.tableBlockCount = newBlockCount;
+    header.nextFreeBlock += newBlockCount;
+    await this.writeHeader(header);
+    if (oldStart !== 0) {
+      await this.store.freeRange(this.objectId, oldStart * KV_BLOCK_SIZE_BYTES, oldBlockCount * KV_BLOCK_SIZE_BYTES);
+    }
+  }
+
+  /** Points table entries [first, first + count) at block, one block of entries per write at most. */
+  private async fillTable(header: KvHeaderPhys, first: number, count: number, block: number): Promise<void> {
+    const chunkEntries = Math.min(count, KV_TABLE_ENTRIES_PER_BLOCK);
+    const chunk = Buffer.alloc(chunkEntries * KV_TABLE_ENTRY_BYTES);
+    for (let index = 0; index < chunkEntries; index++) chunk.writeUInt32BE(block, index * KV_TABLE_ENTRY_BYTES);
+    for (let done = 0; done < count; done += chunkEntries) {
+      const offset = this.tableOffset(header, first + done);
+      const entries = Math.min(chunkEntries, count - done);
+      await this.store.write(this.objectId, offset, chunk.subarray(0, entries * KV_TABLE_ENTRY_BYTES));
+    }
+  }
+
+  private tableOffset(header: KvHeaderPhys, index: number): number {
+    const base = header.tableEmbedded ? KV_TABLE_EMBEDDED_OFFSET_BYTES : header.tableStartBlock * KV_BLOCK_SIZE_BYTES;
+    return base + index * KV_TABLE_ENTRY_BYTES;
+  }
+
+  // ----- Reading -----
+
+  /**
+   * Finds the leaf covering hash: header, one table entry, one leaf (three reads whatever the size).
+   * A leaf is the right one exactly when it covers the hash, because leaves partition the hash space
+   * and are never freed; anything else is a reader racing a writer, and it retries.
+   */
+  private async locate(hash: number): Promise<Located> {
+    for (let attempt = 0; attempt < LOCATE_ATTEMPTS_MAX; attempt++) {
+      const header = await this.readHeader();
+      const index = Math.floor(hash / 2 ** (KV_HASH_BITS - header.tableShift));
+      const pointer = await this.store.read(this.objectId, this.tableOffset(header, index), KV_TABLE_ENTRY_BYTES);
+      const block = pointer.readUInt32BE(0);
+      if (block === 0 || block >= header.nextFreeBlock) continue;
+      const buf = await this.store.read(this.objectId, block * KV_BLOCK_SIZE_BYTES, KV_BLOCK_SIZE_BYTES);
+      const leaf = KvLeafPhys.tryDecode(buf);
+      if (leaf === undefined || !leaf.covers(hash) || leaf.prefixLength > header.tableShift) continue;
+      return { header, block, leaf };
+    }
+    throw new CairnError('EIO', `kv object ${this.objectId}: no leaf covers hash ${hash}`, {
+      objectId: this.objectId,
+    });
+  }
+
+  private async readHeader(): Promise<KvHeaderPhys> {
+    const buf = await this.store.read(this.objectId, 0, KV_HEADER_SIZE_BYTES);
+    const header = KvHeaderPhys.decode(buf, this.objectId);
+    this.salt = header.salt;
+    return header;
+  }
+
+  private async writeHeader(header: KvHeaderPhys): Promise<void> {
+    await this.store.write(this.objectId, 0, header.encode());
+  }
+
+  private async hashKey(keyBytes: Buffer): Promise<number> {
+    const salt = this.salt ?? (await this.readHeader()).salt;
+    return Number(BigInt.asUintN(64, this.hashFunction(keyBytes, salt)) >> BigInt(64 - KV_HASH_BITS));
+  }
+}
+
+// ----- Leaf helpers (pure functions over a block buffer) -----
+
+function scanLeaf(leaf: KvLeafPhys, hash: number, keyBytes: Buffer, objectId: number): LeafScan {
+  const buf = leaf.buf;
+  const end = leaf.endOffset;
+  let matchOffset = -1;
+  let insertOffset = -1;
+  let freeCd = 0;
+  let offset = KV_LEAF_HEADER_SIZE_BYTES;
+  while (offset < end) {
+    const next = nextEntry(leaf, offset, objectId);
+    const entryHashValue = entryHash(buf, offset);
+    if (entryHashValue > hash) break;
+    if (entryHashValue === hash) {
+      const keyLength = entryKeyLength(buf, offset);
+      const keyOffset = offset + KV_ENTRY_HEADER_SIZE_BYTES;
+      if (keyLength === keyBytes.length && keyBytes.compare(buf, keyOffset, keyOffset + keyLength) === 0) {
+        matchOffset = offset;
+      }
+      if (insertOffset < 0) {
+        // cds of one hash are sorted: the first gap is the lowest free one, and where it goes.
+        const cd = entryCd(buf, offset);
+        if (cd === freeCd) freeCd++;
+        else insertOffset = offset;
+      }
+    }
+    offset = next;
+  }
+  if (insertOffset < 0) insertOffset = offset;
+  return { matchOffset, insertOffset, freeCd };
+}
+
+/**
+ * Copies the leaf into a new block with removedBytes at offset replaced by a gap of insertedBytes
+ * (filled by the caller) and the entry count adjusted by countDelta.
+ */
+function spliceLeaf(
+  leaf: KvLeafPhys,
+  offset: number,
+  removedBytes: number,
+  insertedBytes: number,
+  countDelta: number,
+): Buffer {
+  // Every byte is written: header, entries, and the zeroed tail (unused space is kept zero on disk).
+  const out = Buffer.allocUnsafe(KV_BLOCK_SIZE_BYTES);
+  const payloadBytes = leaf.payloadBytes - removedBytes + insertedBytes;
+  KvLeafPhys.encodeHeader(out, leaf.prefix, leaf.prefixLength, leaf.entryCount + countDelta, payloadBytes);
+  // TypedArray.set: several times faster than Buffer.copy for block-sized copies on Node 20.
+  out.set(leaf.buf.subarray(KV_LEAF_HEADER_SIZE_BYTES, offset), KV_LEAF_HEADER_SIZE_BYTES);
+  out.set(leaf.buf.subarray(offset + removedBytes, leaf.endOffset), offset + insertedBytes);
+  out.fill(0, offset, offset + insertedBytes);
+  out.fill(0, KV_LEAF_HEADER_SIZE_BYTES + payloadBytes);
+  return out;
+}
+
+function allEntriesHaveHash(leaf: KvLeafPhys, hash: number, objectId: number): boolean {
+  for (let offset = KV_LEAF_HEADER_SIZE_BYTES; offset < leaf.endOffset; offset = nextEntry(leaf, offset, objectId)) {
+    if (entryHash(leaf.buf, offset) !== hash) return false;
+  }
+  return true;
+}
+
+/** Returns the offset after the entry at offset, checking that the entry lies inside the leaf. */
+function nextEntry(leaf: KvLeafPhys, offset: number, objectId: number): number {
+  const end = leaf.endOffset;
+  const next = offset + KV_ENTRY_HEADER_SIZE_BYTES <= end ? entryEnd(leaf.buf, offset) : end + 1;
+  if (next > end || !leaf.covers(entryHash(leaf.buf, offset))) {
+    throw new CairnError('EIO', `kv object ${objectId}: damaged leaf entry at ${offset}`, { objectId });
+  }
+  return next;
+}
+
+/** Writes the doubled form of a table chunk: out[2i] = out[2i+1] = old[i]. */
+function doubleTableInto(old: Buffer, out: Buffer, outOffset: number): void {
+  const entries = old.length / KV_TABLE_ENTRY_BYTES;
+  for (let index = 0; index < entries; index++) {
+    const block = old.readUInt32BE(index * KV_TABLE_ENTRY_BYTES);
+    out.writeUInt32BE(block, outOffset + 2 * index * KV_TABLE_ENTRY_BYTES);
+    out.writeUInt32BE(block, outOffset + (2 * index + 1) * KV_TABLE_ENTRY_BYTES);
+  }
+}
+
+// ----- Validation and errors -----
+
+function validateKey(key: string): Buffer {
+  if (typeof key !== 'string' || key.length === 0) throw new CairnError('EINVAL', 'kv key must be a non-empty string');
+  if (key.length > KV_KEY_SIZE_MAX_BYTES) throw keyTooLong(key);
+  if (LONE_SURROGATE.test(key)) throw new CairnError('EINVAL', 'kv key is not valid Unicode (lone surrogate)');
+  const keyBytes = Buffer.from(key, 'utf8');
+  if (keyBytes.length > KV_KEY_SIZE_MAX_BYTES) throw keyTooLong(key);
+  return keyBytes;
+}
+
+function keyTooLong(key: string): CairnError {
+  return new CairnError('ENAMETOOLONG', `kv key longer than ${KV_KEY_SIZE_MAX_BYTES} bytes`, {
+    keyPrefix: key.slice(0, 64),
+  });
+}
+
+function validateValue(value: Buffer): void {
+  if (!Buffer.isBuffer(value)) throw new CairnError('EINVAL', 'kv value must be a Buffer');
+  if (value.length > KV_VALUE_SIZE_MAX_BYTES) {
+    throw new CairnError('EINVAL', `kv value of ${value.length} bytes exceeds ${KV_VALUE_SIZE_MAX_BYTES}`);
+  }
+}
+
+function tooManyCollisions(objectId: number, key: string): CairnError {
+  return new CairnError('ENOSPC', `kv object ${objectId}: too many keys share the hash of ${JSON.stringify(key)}`, {
+    objectId,
+  });
+}
+
+// ----- Per-object write lock -----
+
+/**
+ * Mutations of one kv object are serialized here, whatever the store's hold does and however many
+ * KvMap instances are open on it; readers take no lock (see locate).
+ */
+const writeLocks = new WeakMap<ObjectStore, Map<number, Promise<void>>>();
+
+async function withWriteLock<T>(store: ObjectStore, objectId: number, fn: () => Promise<T>): Promise<T> {
+  let locks = writeLocks.get(store);
+  if (locks === undefined) {
+    locks = new Map();
+    writeLocks.set(store, locks);
+  }
+  const previous = locks.get(objectId) ?? Promise.resolve();
+  let release!: () => void;
+  const current = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const tail = previous.then(() => current);
+  locks.set(objectId, tail);
+  await previous;
+  try {
+    return await fn();
+  } finally {
+    release();
+    if (locks.get(objectId) === tail) locks.delete(objectId);
+  }
+}
