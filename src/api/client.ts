@@ -54,6 +54,8 @@ export class DaemonClient {
         headers['content-length'] = body.length;
       } else if (body !== null) {
         headers['content-type'] = 'application/octet-stream';
+        // The daemon checks the target first; a bad path is answered before any byte is sent.
+        headers['expect'] = '100-continue';
       }
       const outgoing = request({ socketPath: this.home.socketPath, method, path, headers, agent: false });
       let answered = false;
@@ -72,7 +74,7 @@ export class DaemonClient {
           outgoing.destroy();
           reject(error);
         });
-        body.pipe(outgoing);
+        outgoing.once('continue', () => body.pipe(outgoing));
       }
     });
   }

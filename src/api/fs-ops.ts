@@ -6,7 +6,7 @@
  * directory in pages of at most LIST_PAGE_ENTRIES_MAX entries.
  */
 import { posix } from 'node:path';
-import { mkdirp, removePath, writeFileFromStream } from '../fs/index.js';
+import { mkdirp, removePath, resolvePathFollow, writeFileFromStream } from '../fs/index.js';
 import type { FileSystemApi, Stat } from '../fs/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import type { WireDirEntry, WireStat } from './protocol.js';
@@ -124,6 +124,24 @@ export async function removePathTree(fs: FileSystemApi, path: string, recursive:
     if (force && isCairnError(error, 'ENOENT')) return;
     throw error;
   }
+}
+
+/**
+ * The checks an upload would fail first (parent missing or not a directory, target a directory), made
+ * before the client sends the body (HTTP 100-continue), so a typo costs no transfer.
+ */
+export async function checkUploadTarget(fs: FileSystemApi, path: string): Promise<void> {
+  const normal = normalizePath(path);
+  if (normal === '/') throw new CairnError('EISDIR', '/: is a directory');
+  const parent = await resolvePathFollow(fs, posix.dirname(normal));
+  if (parent.kind !== 'directory') throw new CairnError('ENOTDIR', `${posix.dirname(normal)}: not a directory`);
+  let existing: Stat | null = null;
+  try {
+    existing = await fs.lookup(parent.ino, posix.basename(normal));
+  } catch (error) {
+    if (!isCairnError(error, 'ENOENT')) throw error;
+  }
+  if (existing?.kind === 'directory') throw new CairnError('EISDIR', `${normal}: is a directory`);
 }
 
 /** cp into the pool: creates or truncates the file and streams source into it. */

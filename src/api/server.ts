@@ -12,7 +12,7 @@ import type { PoolHandle, PoolStatus, VdevStatusNode } from '../pool/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import type { ErrorCode } from '../util/errors.js';
 import { PoolCacheFile } from './cachefile.js';
-import { fsError, listPath, mkdirPath, readFileChunks, removePathTree, toWireStat, writeFileFrom } from './fs-ops.js';
+import { checkUploadTarget, fsError, listPath, mkdirPath, readFileChunks, removePathTree, toWireStat, writeFileFrom } from './fs-ops.js';
 import type { CairnHome } from './home.js';
 import {
   API_PREFIX,
@@ -86,6 +86,12 @@ export class DaemonServer {
     });
     // A scrub -w or a large upload may take hours; Node's default 5-minute request timeout would cut it.
     server.requestTimeout = 0;
+    server.on('checkContinue', (request, response) => {
+      this.handleContinue(request, response).catch((error: unknown) => {
+        this.options.log(`request failed outside its handler: ${describe(error)}`);
+        response.destroy();
+      });
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -440,6 +446,24 @@ export class DaemonServer {
     } catch (error) {
       this.sendError(response, error);
     }
+  }
+
+  /** An upload that asked before sending its body: answer the error now, or let the body come. */
+  private async handleContinue(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    try {
+      await this.restored;
+      const url = new URL(request.url ?? '/', 'http://cairnd');
+      const pool = url.searchParams.get('pool');
+      const path = url.searchParams.get('path');
+      if (url.pathname === FILE_ENDPOINT && request.method === 'PUT' && pool !== null && path !== null) {
+        await this.fsCall(pool, path, (entry) => checkUploadTarget(entry.handle.fs, path));
+      }
+    } catch (error) {
+      this.sendError(response, error);
+      return;
+    }
+    response.writeContinue();
+    await this.handle(request, response);
   }
 
   private dispatch<V extends Verb>(verb: V, body: unknown): Promise<VerbResult<V>> {
