@@ -4,7 +4,7 @@
  * start a daemon at once are safe: the daemon's pid lock lets one win and both CLIs wait for its socket.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -20,6 +20,7 @@ const DAEMON_BIN_PATH = process.env['CAIRN_DAEMON_BIN'] ?? fileURLToPath(new URL
 export const DAEMON_START_TIMEOUT_MS = 20_000;
 const DAEMON_POLL_MS = 40;
 const RESPONSE_BYTES_MAX = 64 * JSON_BODY_BYTES_MAX;
+const LOG_BYTES_MAX = 10 * 1024 * 1024;
 
 export class DaemonClient {
   constructor(readonly home: CairnHome) {}
@@ -144,11 +145,14 @@ export async function connectDaemon(home: CairnHome, options: { autoStart: boole
 /** Starts cairnd detached and waits until it answers; returns what it says about itself. */
 export async function startDaemon(home: CairnHome): Promise<DaemonInfo> {
   prepareHome(home);
+  rotateLog(home.logPath);
   const logFd = openSync(home.logPath, 'a', 0o600);
   let exitCode: number | null = null;
   try {
     const child = spawn(process.execPath, [DAEMON_BIN_PATH], {
       detached: true,
+      // Not the caller's directory: the daemon outlives it and must not pin it (or a mount under it).
+      cwd: home.dir,
       stdio: ['ignore', logFd, logFd],
       env: { ...process.env, CAIRN_HOME: home.dir },
     });
@@ -176,6 +180,15 @@ export async function startDaemon(home: CairnHome): Promise<DaemonInfo> {
       throw new CairnError('ENODAEMON', `cairnd did not answer within ${DAEMON_START_TIMEOUT_MS / 1000} s; see ${home.logPath}`);
     }
     await new Promise((resolve) => setTimeout(resolve, DAEMON_POLL_MS));
+  }
+}
+
+/** Keeps one previous log: the daemon log is bounded to about twice LOG_BYTES_MAX. */
+function rotateLog(logPath: string): void {
+  try {
+    if (statSync(logPath).size > LOG_BYTES_MAX) renameSync(logPath, `${logPath}.1`);
+  } catch {
+    // No log yet, or a racing start rotated it: either way there is nothing to do.
   }
 }
 

@@ -186,6 +186,7 @@ export class DaemonServer {
   }
 
   private async logHistory(entry: PoolEntry, command: string | undefined, fallback: string): Promise<void> {
+    this.options.log(`${entry.handle.name}: ${command ?? fallback}`);
     try {
       await entry.handle.logHistory(command ?? fallback);
     } catch (error) {
