@@ -357,6 +357,10 @@ const POOL_COMMANDS: Command[] = [
         args.positionals.length > 0
           ? args.positionals
           : (await client.call('pool.status', {})).map((pool) => pool.name);
+      if (names.length === 0) {
+        context.out('no pools available\n');
+        return 0;
+      }
       const parts: string[] = [];
       for (const name of names) parts.push(formatHistory(name, await client.call('pool.history', { name })));
       context.out(parts.join('\n'));
