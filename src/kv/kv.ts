@@ -109,7 +109,7 @@ class KvObject implements KvMap {
 
   async get(key: string): Promise<Buffer | undefined> {
     const keyBytes = validateKey(key);
-    const hash = await this.hashKey(keyBytes);
+    const hash = this.hashKey(keyBytes, this.salt ?? (await this.loadSalt()));
     const { leaf } = await this.locate(hash);
     const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
     if (scan.matchOffset < 0) return undefined;
@@ -121,9 +121,11 @@ class KvObject implements KvMap {
   async set(key: string, value: Buffer): Promise<void> {
     const keyBytes = validateKey(key);
     validateValue(value);
-    const hash = await this.hashKey(keyBytes);
+    const hash = this.hashKey(keyBytes, this.salt ?? (await this.loadSalt()));
     const newEntryBytes = entrySizeBytes(keyBytes.length, value.length);
-    await withWriteLock(this.store, this.objectId, async () => {
+    const lock = writeLock(this.store, this.objectId);
+    if (!lock.tryAcquire()) await lock.acquire();
+    try {
       // Each split deepens the leaf by one bit, so this ends within KV_TABLE_SHIFT_MAX rounds.
       for (let round = 0; round <= KV_TABLE_SHIFT_MAX + 1; round++) {
         const { header, block, leaf } = await this.locate(hash);
@@ -152,13 +154,17 @@ class KvObject implements KvMap {
         await this.split(header, block, leaf, hash, key);
       }
       assert(false, `kv ${this.objectId}: set of ${JSON.stringify(key)} did not converge`);
-    });
+    } finally {
+      lock.release();
+    }
   }
 
   async delete(key: string): Promise<boolean> {
     const keyBytes = validateKey(key);
-    const hash = await this.hashKey(keyBytes);
-    return withWriteLock(this.store, this.objectId, async () => {
+    const hash = this.hashKey(keyBytes, this.salt ?? (await this.loadSalt()));
+    const lock = writeLock(this.store, this.objectId);
+    if (!lock.tryAcquire()) await lock.acquire();
+    try {
       const { header, block, leaf } = await this.locate(hash);
       const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
       if (scan.matchOffset < 0) return false;
@@ -170,7 +176,9 @@ class KvObject implements KvMap {
       header.entryCount--;
       await this.writeHeader(header);
       return true;
-    });
+    } finally {
+      lock.release();
+    }
   }
 
   async count(): Promise<number> {
@@ -335,7 +343,7 @@ class KvObject implements KvMap {
    */
   private async locate(hash: number): Promise<Located> {
     for (let attempt = 0; attempt < LOCATE_ATTEMPTS_MAX; attempt++) {
-      const header = await this.readHeader();
+      const header = KvHeaderPhys.decode(await this.store.read(this.objectId, 0, KV_HEADER_SIZE_BYTES), this.objectId);
       const index = Math.floor(hash / 2 ** (KV_HASH_BITS - header.tableShift));
       const pointer = await this.store.read(this.objectId, this.tableOffset(header, index), KV_TABLE_ENTRY_BYTES);
       const block = pointer.readUInt32BE(0);
@@ -361,8 +369,11 @@ class KvObject implements KvMap {
     await this.store.write(this.objectId, 0, header.encode());
   }
 
-  private async hashKey(keyBytes: Buffer): Promise<number> {
-    const salt = this.salt ?? (await this.readHeader()).salt;
+  private async loadSalt(): Promise<bigint> {
+    return (await this.readHeader()).salt;
+  }
+
+  private hashKey(keyBytes: Buffer, salt: bigint): number {
     return Number(BigInt.asUintN(64, this.hashFunction(keyBytes, salt)) >> BigInt(64 - KV_HASH_BITS));
   }
 }
@@ -483,28 +494,53 @@ function tooManyCollisions(objectId: number, key: string): CairnError {
 
 /**
  * Mutations of one kv object are serialized here, whatever the store's hold does and however many
- * KvMap instances are open on it; readers take no lock (see locate).
+ * KvMap instances are open on it; readers take no lock (see locate). Uncontended acquire and release
+ * create no promises: every promise is costly where async hooks are on (the test runner turns them on).
  */
-const writeLocks = new WeakMap<ObjectStore, Map<number, Promise<void>>>();
+class WriteLock {
+  private locked = false;
+  private readonly waiters: Array<() => void> = [];
 
-async function withWriteLock<T>(store: ObjectStore, objectId: number, fn: () => Promise<T>): Promise<T> {
+  constructor(
+    private readonly locks: Map<number, WriteLock>,
+    private readonly objectId: number,
+  ) {}
+
+  tryAcquire(): boolean {
+    if (this.locked) return false;
+    this.locked = true;
+    return true;
+  }
+
+  acquire(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Hands the lock to the next waiter, or frees it. */
+  release(): void {
+    assert(this.locked, 'kv write lock released while not held');
+    const next = this.waiters.shift();
+    if (next !== undefined) {
+      next();
+      return;
+    }
+    this.locked = false;
+    this.locks.delete(this.objectId);
+  }
+}
+
+const writeLocks = new WeakMap<ObjectStore, Map<number, WriteLock>>();
+
+function writeLock(store: ObjectStore, objectId: number): WriteLock {
   let locks = writeLocks.get(store);
   if (locks === undefined) {
     locks = new Map();
     writeLocks.set(store, locks);
   }
-  const previous = locks.get(objectId) ?? Promise.resolve();
-  let release!: () => void;
-  const current = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const tail = previous.then(() => current);
-  locks.set(objectId, tail);
-  await previous;
-  try {
-    return await fn();
-  } finally {
-    release();
-    if (locks.get(objectId) === tail) locks.delete(objectId);
+  let lock = locks.get(objectId);
+  if (lock === undefined) {
+    lock = new WriteLock(locks, objectId);
+    locks.set(objectId, lock);
   }
+  return lock;
 }

@@ -32,7 +32,7 @@ import { assert } from '../util/assert.js';
 const BLOCK_SIZE_MIN_BYTES = 512;
 const BLOCK_SIZE_MAX_BYTES = 1024 * 1024;
 const BLOCK_SIZE_DEFAULT_BYTES = 128 * 1024;
-const READ_SLAB_BYTES = 256 * 1024;
+const READ_SLAB_BYTES = 64 * 1024;
 
 class MemoryObject {
   readonly blocks = new Map<number, Buffer>();
