@@ -20,7 +20,10 @@
  * The pointer table has 2^tableShift u32 entries indexed by the top tableShift hash bits; entry i names
  * the leaf covering i. A leaf has its own depth prefixLength ≤ tableShift and is named by the
  * 2^(tableShift - prefixLength) consecutive table entries under its prefix (extendible hashing).
- * Inside a leaf, entries are packed and sorted by (hash, cd). cd, the collision differentiator, is the
+ * Inside a leaf, entries are packed and sorted by (hash, cd) rather than chained through a per-leaf hash
+ * table of chunks as in ZAP: a changed leaf is rewritten whole anyway (copy-on-write), so keeping it
+ * sorted costs one memmove, a lookup scans at most one 16 KiB block, and listing in position order
+ * falls out of the layout. cd, the collision differentiator, is the
  * lowest u16 unused among live entries with the same hash, assigned at insert and kept until delete
  * (also when the value is replaced), so two keys with equal hashes are both stored and both addressable.
  *

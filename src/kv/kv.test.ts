@@ -296,3 +296,26 @@ test('the pointer table moves out of block 0 and keeps doubling; readers racing 
   const info = await store.objectInfo(kv.objectId);
   assert.equal(info.usedBytes, (1 + header.leafCount + header.tableBlockCount) * KV_BLOCK_SIZE_BYTES);
 });
+
+test('replacing a value keeps its cursor position, also when the replacement splits the leaf', async () => {
+  const store = new MemoryObjectStore();
+  const kv = await createKv(store, ObjectType.kv, { salt: 7n });
+  const keyCount = 400;
+  await store.hold(async () => {
+    for (let i = 0; i < keyCount; i++) await kv.set(`r${i}`, Buffer.from('small'));
+  });
+  const seen = new Set<string>();
+  let cursor: bigint | null = 0n;
+  while (cursor !== null) {
+    const page = await kv.list(cursor, 1);
+    cursor = page.cursor;
+    const entry = page.entries[0];
+    if (entry === undefined) break;
+    assert.ok(!seen.has(entry.key), `${entry.key} listed twice after its value was replaced`);
+    seen.add(entry.key);
+    // Grow the just-listed value to the maximum: the leaf overflows and splits around it.
+    await store.hold(() => kv.set(entry.key, Buffer.alloc(1024, 1)));
+  }
+  assert.equal(seen.size, keyCount);
+  for (let i = 0; i < keyCount; i++) assert.deepEqual(await kv.get(`r${i}`), Buffer.alloc(1024, 1));
+});
