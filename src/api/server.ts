@@ -132,7 +132,7 @@ export class DaemonServer {
     for (const name of [...this.pools.keys()]) {
       const entry = await this.retirePool(name);
       try {
-        await entry.handle.export();
+        await entry.handle.close();
         this.options.log(`closed pool ${name}`);
       } catch (error) {
         this.options.log(`closing pool ${name} failed: ${describe(error)}`);

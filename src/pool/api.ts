@@ -67,6 +67,8 @@ export interface PoolHandle {
   iostat(): IoStats;
   /** Syncs, marks the labels exported and closes the devices. */
   export(): Promise<void>;
+  /** Syncs and closes the devices but leaves the pool marked active (daemon shutdown: re-imported at next start). */
+  close(): Promise<void>;
   /** Marks the labels destroyed and closes the devices. */
   destroy(): Promise<void>;
 }

@@ -152,7 +152,6 @@ export class Pool implements PoolHandle {
     pool.rootObjset = ObjectSet.create(pool.env, ObjsetType.filesystem, pool.datasetPolicy());
     pool.filesystem = await Filesystem.create(pool.rootObjset, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, statfs: () => pool.statfs() });
     pool.rootDatasetId = await pool.mos.createDataset({ createTxg: 1, rootBp: pool.rootObjset.root }, ROOT_DATASET_KEY);
-    await pool.mos.appendHistory(JSON.stringify({ timeMs: Date.now(), command: `pool create ${name}` }));
     for (const leaf of pool.leaves()) {
       const device = leaf.device;
       if (device) await initializeLabels(device, pool.labelConfig(leaf, 'active'));
@@ -681,7 +680,7 @@ export class Pool implements PoolHandle {
 
   // ---- closing ------------------------------------------------------------------------------------
 
-  private async close(state: LabelConfig['state']): Promise<void> {
+  private async closeAs(state: LabelConfig['state']): Promise<void> {
     if (this.closed) return;
     this.scanner.cancel();
     await this.scanner.idle();
@@ -696,11 +695,11 @@ export class Pool implements PoolHandle {
   }
 
   async export(): Promise<void> {
-    await this.close('exported');
+    await this.closeAs('exported');
   }
 
   async destroy(): Promise<void> {
-    await this.close('destroyed');
+    await this.closeAs('destroyed');
   }
 
   /** Closes the devices without syncing or touching labels: what a crash leaves (tests, daemon kill). */
@@ -712,8 +711,8 @@ export class Pool implements PoolHandle {
   }
 
   /** Syncs and closes without marking the pool exported: the daemon re-imports it at its next start. */
-  async closeForShutdown(): Promise<void> {
-    await this.close('active');
+  async close(): Promise<void> {
+    await this.closeAs('active');
   }
 
   get isOpen(): boolean {
