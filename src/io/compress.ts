@@ -38,12 +38,32 @@ export function compressBlock(type: CompressionType, data: Buffer, level = ZSTD_
     case CompressionType.off:
       return null;
     case CompressionType.lz4:
+      if (looksIncompressible(data)) return null;
       return lz4Compress(data, limitBytes);
     case CompressionType.zstd:
       return zstdCompress(data, limitBytes, level);
     default:
       throw new CairnError('EINVAL', `unknown compression type ${String(type)}`);
   }
+}
+
+/** Blocks at least this large are probed before lz4 runs over all of them. */
+const PROBE_BLOCK_MIN_BYTES = 32 * 1024;
+const PROBE_SAMPLE_BYTES = 4096;
+
+/**
+ * Early abort: lz4 over incompressible data (media, archives, encrypted files) costs as much as over
+ * text and gains nothing. Two 4 KiB samples (start and middle) that each fail to save 1/8 mark the
+ * block incompressible; it is then stored raw. A block whose samples are random but whose rest would
+ * compress is stored raw too: a little space lost, never data.
+ */
+function looksIncompressible(data: Buffer): boolean {
+  if (data.length < PROBE_BLOCK_MIN_BYTES) return false;
+  const limit = PROBE_SAMPLE_BYTES - (PROBE_SAMPLE_BYTES >>> 3);
+  for (const at of [0, (data.length >>> 1) & ~(PROBE_SAMPLE_BYTES - 1)]) {
+    if (lz4Compress(data.subarray(at, at + PROBE_SAMPLE_BYTES), limit) !== null) return false;
+  }
+  return true;
 }
 
 /**
