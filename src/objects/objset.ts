@@ -353,7 +353,8 @@ export class ObjectSet implements ObjectStore {
   }
 
   private async readBytes(state: ObjectState, offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
+    // Every byte is either copied from a block or zero-filled for a hole below.
+    const out = Buffer.allocUnsafe(length);
     const bs = state.dn.dataBlockSizeBytes;
     // Blocks of one request are fetched concurrently (bounded by the request size), so a large read
     // keeps several device reads in flight instead of paying each one's latency in turn.
@@ -366,7 +367,8 @@ export class ObjectSet implements ObjectStore {
       const n = Math.min(bs - within, length - done);
       const at = done;
       pending.push(this.getBlock(state, blkid).then((block) => {
-        if (block) block.copy(out, at, within, within + n);
+        const copied = block ? block.copy(out, at, within, within + n) : 0;
+        if (copied < n) out.fill(0, at + copied, at + n);
       }));
       if (pending.length >= READ_CONCURRENCY_MAX) await Promise.all(pending.splice(0));
       done += n;
