@@ -526,20 +526,27 @@ export class Filesystem implements FileSystemApi {
       const inode = await this.loadInode(ino);
       this.requireFile(inode);
       // Hand the store at most one record per call: never a second copy of a large write in flight.
-      for (let done = 0; done < data.length; ) {
-        const position = offset + done;
-        const chunk = Math.min(this.recordSizeBytes - (position % this.recordSizeBytes), data.length - done);
-        await this.store.write(ino, position, data.subarray(done, done + chunk));
-        done += chunk;
+      // A store error (ENOSPC) after some records landed makes a short write, as POSIX allows: the
+      // size covers what was written, so no byte past the size is ever non-zero.
+      let done = 0;
+      try {
+        while (done < data.length) {
+          const position = offset + done;
+          const chunk = Math.min(this.recordSizeBytes - (position % this.recordSizeBytes), data.length - done);
+          await this.store.write(ino, position, data.subarray(done, done + chunk));
+          done += chunk;
+        }
+      } catch (e) {
+        if (done === 0) throw e;
       }
       const now = this.nowNs();
-      if (data.length > 0) {
-        inode.phys.sizeBytes = Math.max(inode.phys.sizeBytes, offset + data.length);
+      if (done > 0) {
+        inode.phys.sizeBytes = Math.max(inode.phys.sizeBytes, offset + done);
         inode.phys.mtimeNs = now;
         inode.phys.ctimeNs = now;
         await this.saveInode(inode);
       }
-      return data.length;
+      return done;
     });
   }
 

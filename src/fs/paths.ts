@@ -98,13 +98,20 @@ export async function writeFileFromStream(
       stagedBytes += take;
       consumed += take;
       if (stagedBytes === staging.length) {
-        offset += await fs.write(ino, offset, staging);
+        offset = await writeAll(fs, ino, offset, staging);
         stagedBytes = 0;
       }
     }
   }
-  if (stagedBytes > 0) offset += await fs.write(ino, offset, staging.subarray(0, stagedBytes));
+  if (stagedBytes > 0) offset = await writeAll(fs, ino, offset, staging.subarray(0, stagedBytes));
   return offset;
+}
+
+/** Writes all of data (a short write is retried; the retry reports the error, e.g. ENOSPC). */
+async function writeAll(fs: FileSystemApi, ino: number, offset: number, data: Buffer): Promise<number> {
+  let done = 0;
+  while (done < data.length) done += await fs.write(ino, offset + done, data.subarray(done));
+  return offset + done;
 }
 
 /**

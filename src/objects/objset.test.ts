@@ -37,6 +37,7 @@ class MapEnvironment implements ObjsetEnvironment {
     this.freedThisTxg.push(dva.offset);
   };
   hold = <T>(fn: () => Promise<T>): Promise<T> => fn();
+  reserveSpace = (): void => undefined;
   dirtyBytesChanged = (delta: number): void => {
     this.dirtyBytes += delta;
   };

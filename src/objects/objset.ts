@@ -65,6 +65,11 @@ export interface ObjsetEnvironment {
   hold<T>(fn: () => Promise<T>): Promise<T>;
   /** Dirty-data accounting for the write throttle. */
   dirtyBytesChanged(deltaBytes: number): void;
+  /**
+   * Refuses (CairnError ENOSPC) a data write of this many bytes that the pool could not commit: checked
+   * before anything changes, so a full pool fails the write instead of failing the txg.
+   */
+  reserveSpace(bytes: number, copies: number): void;
 }
 
 interface ObjectState {
@@ -209,6 +214,7 @@ export class ObjectSet implements ObjectStore {
     assert(offset >= 0, 'negative write offset');
     this.assertMutable();
     const state = await this.objectState(id);
+    if (DATA_TYPES.has(state.dn.type)) this.env.reserveSpace(data.length, this.policy.copies);
     await this.writeBytes(state, offset, data);
   }
 

@@ -343,6 +343,11 @@ export class MetaslabAllocator implements Allocator {
     this.freesHeld = held;
   }
 
+  /** True when deferred frees wait only for txgs to pass (not for a held scan). */
+  get freesWaiting(): boolean {
+    return !this.freesHeld && this.deferring.size > 0;
+  }
+
   get txg(): number {
     return this.syncingTxg;
   }
@@ -466,6 +471,13 @@ export class MetaslabAllocator implements Allocator {
   }
 
   /** The metaslab's current trees (tests and diagnostics; do not modify). */
+  /** Bytes freed but not yet reusable (deferred or held), over all metaslabs. */
+  deferredBytes(): number {
+    let bytes = 0;
+    for (const v of this.vdevs) for (const ms of v.metaslabs) bytes += ms.deferredBytes();
+    return bytes;
+  }
+
   metaslab(vdevId: number, index: number): Metaslab {
     const ms = this.vdevState(vdevId).metaslabs[index];
     assert(ms !== undefined, `vdev ${vdevId} has no metaslab ${index}`);

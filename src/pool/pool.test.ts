@@ -8,6 +8,8 @@ import { createPool, importPool, findImportablePools } from './index.js';
 import type { PoolHandle } from './api.js';
 import { Random } from '../testing/random.js';
 import { ALLOCATABLE_START_BYTES } from '../vdev/layout.js';
+import { isCairnError } from '../util/errors.js';
+import type { Pool } from './pool.js';
 
 const MiB = 1024 * 1024;
 
@@ -138,5 +140,61 @@ test('pool: raidz2 keeps serving with two devices overwritten', async () => {
     await again.scrub({ wait: true });
     assert.equal(again.status().scan?.errors, 0);
     await again.export();
+  });
+});
+
+test('pool: a full pool refuses writes with ENOSPC, keeps what was written, and recovers after a delete', async () => {
+  await withDir(async (dir) => {
+    const pool = (await createPool({ name: 'full', vdevSpec: [join(dir, 'small.img')], createSizeBytes: 48 * MiB })) as PoolHandle & Pick<Pool, 'spaceCheck'>;
+    const rnd = new Random(21);
+    const st = await pool.fs.create(pool.fs.rootIno, 'filler', { mode: 0o644 });
+    const written: Buffer[] = [];
+    let error: unknown = null;
+    for (let i = 0; i < 100 && error === null; i++) {
+      const chunk = rnd.bytes(MiB);
+      try {
+        const n = await pool.fs.write(st.ino, i * MiB, chunk);
+        written.push(chunk.subarray(0, n));
+        if (n < chunk.length) throw new Error('short write');
+      } catch (e) {
+        error = e;
+      }
+    }
+    assert.ok(isCairnError(error, 'ENOSPC'), `expected ENOSPC, got ${String(error)}`);
+    await pool.sync();
+    assert.equal(pool.status().health, 'ONLINE', 'a full pool is not suspended');
+    const expected = Buffer.concat(written);
+    assert.equal((await pool.fs.getattr(st.ino)).sizeBytes, expected.length);
+    assert.ok((await pool.fs.read(st.ino, 0, expected.length)).equals(expected), 'what was written before ENOSPC reads back');
+    await pool.fs.unlink(pool.fs.rootIno, 'filler');
+    for (let i = 0; i < 3; i++) await pool.sync();
+    const again = await pool.fs.create(pool.fs.rootIno, 'after', { mode: 0o644 });
+    await pool.fs.write(again.ino, 0, rnd.bytes(8 * MiB));
+    const check = await pool.spaceCheck();
+    assert.equal(check.allocatedBytes, check.reachableBytes + check.deferredBytes, 'no leaked or double-counted space');
+    await pool.export();
+  });
+});
+
+test('pool: write, rewrite and delete loops leak no space (allocated = reachable + deferred)', async () => {
+  await withDir(async (dir) => {
+    const pool = (await createPool({ name: 'leak', vdevSpec: ['mirror', join(dir, 'a.img'), join(dir, 'b.img')], createSizeBytes: 128 * MiB })) as PoolHandle & Pick<Pool, 'spaceCheck'>;
+    const rnd = new Random(33);
+    for (let loop = 0; loop < 5; loop++) {
+      for (let f = 0; f < 6; f++) {
+        const name = `f${f}`;
+        let ino: number;
+        try {
+          ino = (await pool.fs.lookup(pool.fs.rootIno, name)).ino;
+        } catch {
+          ino = (await pool.fs.create(pool.fs.rootIno, name, { mode: 0o644 })).ino;
+        }
+        await pool.fs.write(ino, rnd.int(2 * MiB), rnd.bytes(rnd.int(MiB) + 1));
+        if (rnd.chance(0.3)) await pool.fs.unlink(pool.fs.rootIno, name);
+      }
+      const check = await pool.spaceCheck();
+      assert.equal(check.allocatedBytes, check.reachableBytes + check.deferredBytes, `loop ${loop}: space accounted exactly`);
+    }
+    await pool.export();
   });
 });

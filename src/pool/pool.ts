@@ -127,6 +127,7 @@ export class Pool implements PoolHandle {
       freeBlock: (bp) => this.freeBlock(bp),
       hold: (fn) => this.hold(fn),
       dirtyBytesChanged: (delta) => this.gate.dirtyBytesChanged(delta),
+      reserveSpace: (bytes, copies) => this.reserveSpace(bytes, copies),
     };
   }
 
@@ -280,6 +281,23 @@ export class Pool implements PoolHandle {
     for (const dva of bp.dvas) this.allocator.free(dva);
   }
 
+  /**
+   * Write-time space check (OpenZFS dsl_dir_tempreserve, much simplified): the dirty data plus this
+   * write, at its worst-case allocated size (copies × raidz parity overhead, plus metadata), must fit
+   * in the free space minus the slop (1/32 of the pool, at least 4 MiB). The slop is left for metadata,
+   * so deleting files still works on a full pool.
+   */
+  private reserveSpace(bytes: number, copies: number): void {
+    const space = this.allocator.space();
+    const slopBytes = Math.max(space.sizeBytes / 32, 4 * 1024 * 1024);
+    let inflation = 1;
+    for (const v of this.vdevs) inflation = Math.max(inflation, v.allocatedSize(128 * 1024) / (128 * 1024));
+    const neededBytes = (this.gate.dirtyBytes + bytes) * copies * inflation * 1.02;
+    if (space.freeBytes - slopBytes < neededBytes) {
+      throw new CairnError('ENOSPC', `pool '${this.name}' is out of space`, { freeBytes: space.freeBytes });
+    }
+  }
+
   hold<T>(fn: () => Promise<T>): Promise<T> {
     this.checkUsable();
     return this.gate.hold(fn);
@@ -299,7 +317,9 @@ export class Pool implements PoolHandle {
 
   private startTimer(): void {
     this.syncTimer = setInterval(() => {
-      if (this.gate.dirtyBytes > 0 || this.rootObjset.isDirty || this.mos.os.isDirty) void this.sync().catch(() => undefined);
+      if (this.gate.dirtyBytes > 0 || this.rootObjset.isDirty || this.mos.os.isDirty || this.allocator.freesWaiting) {
+        void this.sync().catch(() => undefined);
+      }
     }, TXG_TIMEOUT_MS);
     this.syncTimer.unref();
   }
@@ -320,7 +340,9 @@ export class Pool implements PoolHandle {
 
   private async syncNow(): Promise<void> {
     await this.gate.exclusive(async () => {
-      if (!this.rootObjset.isDirty && !this.mos.os.isDirty && !this.configDirty && this.txg > 0) return;
+      // A txg with nothing dirty still runs while deferred frees wait for txgs to pass, so deleted
+      // space comes back without new writes.
+      if (!this.rootObjset.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return;
       try {
         await this.syncTxg(this.txg + 1);
       } catch (e) {
@@ -491,6 +513,24 @@ export class Pool implements PoolHandle {
 
   async logHistory(command: string): Promise<void> {
     await this.hold(() => this.mos.appendHistory(JSON.stringify({ timeMs: Date.now(), command })));
+  }
+
+  /**
+   * Leak check (zdb -b): with the txg quiet, the bytes the allocator counts as allocated must equal the
+   * bytes of every block copy reachable from the uberblock plus the frees still deferred. Returns both
+   * sides; they differ only through a bug.
+   */
+  async spaceCheck(): Promise<{ allocatedBytes: number; reachableBytes: number; deferredBytes: number }> {
+    await this.sync();
+    return this.gate.exclusive(async () => {
+      let reachableBytes = 0;
+      const visit = async (bp: BlockPointer): Promise<void> => {
+        for (const dva of bp.dvas) reachableBytes += dva.asize;
+      };
+      await this.mos.os.traverse(visit);
+      await this.rootObjset.traverse(visit);
+      return { allocatedBytes: this.allocator.space().allocatedBytes, reachableBytes, deferredBytes: this.allocator.deferredBytes() };
+    });
   }
 
   // ---- scrub, device management -------------------------------------------------------------------

@@ -12,10 +12,11 @@ import type { DeviceOpenFn, PoolHandle } from './api.js';
 import { FaultyDevice } from '../testing/faulty-device.js';
 import { Random } from '../testing/random.js';
 import { isCairnError } from '../util/errors.js';
+import type { Pool } from './pool.js';
 
 const MiB = 1024 * 1024;
 type Model = Map<string, Buffer>;
-type CrashablePool = PoolHandle & { abandon(): Promise<void> };
+type CrashablePool = PoolHandle & Pick<Pool, 'abandon' | 'spaceCheck'>;
 
 interface Layout {
   spec: (paths: string[]) => string[];
@@ -154,6 +155,8 @@ async function runSeed(seed: number, steps: number): Promise<void> {
     const scan = pool.status().scan;
     assert.equal(scan?.errors, 0, `seed ${seed}: scrub found permanent errors`);
     await checkAgainst(pool, [live], seed, 'the final scrub');
+    const space = await pool.spaceCheck();
+    assert.equal(space.allocatedBytes, space.reachableBytes + space.deferredBytes, `seed ${seed}: allocated space differs from reachable + deferred`);
     // Damage up to the redundancy level behind the pool's back: the scrub repairs all of it.
     if (layout.redundancy > 0) {
       await pool.export();
