@@ -322,6 +322,17 @@ export class Filesystem implements FileSystemApi {
     return data;
   }
 
+  async readInto(ino: number, offset: number, target: Buffer): Promise<number> {
+    checkOffset(offset, 'offset');
+    const inode = await this.loadInode(ino);
+    this.requireFile(inode);
+    const end = Math.min(inode.phys.sizeBytes, offset + target.length);
+    if (end <= offset) return 0;
+    await this.store.readInto(ino, offset, target.subarray(0, end - offset));
+    await this.touchAtime(inode);
+    return end - offset;
+  }
+
   async resolvePath(path: string): Promise<Stat> {
     if (!path.startsWith('/')) throw new CairnError('EINVAL', `path ${JSON.stringify(path)} is not absolute`);
     // Components still to walk, last first, so a symlink's target can be pushed in front of the rest.

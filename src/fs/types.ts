@@ -65,6 +65,8 @@ export interface FileSystemApi {
   readdir(ino: number, cursor: bigint, limit: number): Promise<{ entries: DirEntry[]; cursor: bigint | null }>;
   /** Short reads only at end of file. */
   read(ino: number, offset: number, length: number): Promise<Buffer>;
+  /** As read, into the caller's buffer; returns the bytes read (fewer only at end of file). */
+  readInto(ino: number, offset: number, target: Buffer): Promise<number>;
   write(ino: number, offset: number, data: Buffer): Promise<number>;
   /** Resolves an absolute path ("/a/b") to its inode, following no symlink in the last component. */
   resolvePath(path: string): Promise<Stat>;

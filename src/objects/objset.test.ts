@@ -160,3 +160,23 @@ test('objects: bonus buffers persist and oversize bonus is refused', async () =>
   assert.equal((await again.objectInfo(id)).type, ObjectType.directory);
   await assert.rejects(again.read(id + 5, 0, 1), /does not exist/);
 });
+
+test('objects: readInto fills a reused buffer like read, holes as zeros, across sequential prefetch', async () => {
+  const env = new MapEnvironment();
+  const os = ObjectSet.create(env, ObjsetType.filesystem, policy);
+  const id = await os.allocateObject(ObjectType.plainFile, { blockSizeBytes: 4096 });
+  const random = new Random(77);
+  const data = random.bytes(300_000);
+  await os.write(id, 0, data);
+  await os.freeRange(id, 100_000, 50_000);
+  data.fill(0, 100_000, 150_000);
+  await os.sync(env.txg);
+  env.endTxg();
+  const target = Buffer.alloc(10_000, 0xee);
+  for (let at = 0; at < data.length; at += target.length) {
+    await os.readInto(id, at, target);
+    const want = Buffer.alloc(target.length);
+    data.copy(want, 0, at, Math.min(data.length, at + target.length));
+    assert.ok(target.equals(want), `readInto at ${at}`);
+  }
+});

@@ -39,6 +39,8 @@ const CLEAN_DNODE_CACHE_MAX = 8192;
 const READ_CONCURRENCY_MAX = 16;
 /** Level-0 block writes in flight while an object syncs. */
 const WRITE_CONCURRENCY_MAX = 32;
+/** Blocks read ahead of a sequential reader (OpenZFS zfetch, simplified to one stream per object). */
+const PREFETCH_BLOCKS = 32;
 
 export const ObjsetType = { meta: 1, filesystem: 2, volume: 3 } as const;
 export type ObjsetType = (typeof ObjsetType)[keyof typeof ObjsetType];
@@ -80,6 +82,10 @@ interface ObjectState {
   dnodeDirty: boolean;
   /** Freed: the whole tree goes at sync, the slot becomes empty. */
   freed: boolean;
+  /** Block after the last one read: a read starting there is sequential and triggers prefetch. */
+  readCursor?: number;
+  /** Blocks below this were already prefetched. */
+  prefetchedTo?: number;
 }
 
 const DATA_TYPES: ReadonlySet<number> = new Set([ObjectType.plainFile, ObjectType.volume]);
@@ -207,7 +213,37 @@ export class ObjectSet implements ObjectStore {
   async read(id: number, offset: number, length: number): Promise<Buffer> {
     assert(offset >= 0 && length >= 0, 'negative read');
     const state = await this.objectState(id);
+    if (length > 0) this.prefetch(state, offset, length);
     return this.readBytes(state, offset, length);
+  }
+
+  async readInto(id: number, offset: number, target: Buffer): Promise<void> {
+    assert(offset >= 0, 'negative read');
+    const state = await this.objectState(id);
+    if (target.length > 0) this.prefetch(state, offset, target.length);
+    await this.readBytesInto(state, offset, target);
+  }
+
+  /**
+   * Sequential reads keep PREFETCH_BLOCKS blocks in flight ahead of the reader, so the device works
+   * while the caller consumes. Prefetched blocks land in the cache; errors are left to the real read.
+   */
+  private prefetch(state: ObjectState, offset: number, length: number): void {
+    const bs = state.dn.dataBlockSizeBytes;
+    const first = Math.floor(offset / bs);
+    const end = Math.floor((offset + length - 1) / bs) + 1;
+    const sequential = state.readCursor === first;
+    state.readCursor = end;
+    if (!sequential) {
+      state.prefetchedTo = end;
+      return;
+    }
+    const from = Math.max(end, state.prefetchedTo ?? end);
+    const to = Math.min(end + PREFETCH_BLOCKS, state.dn.maxBlockId);
+    for (let blkid = from; blkid < to; blkid++) {
+      if (!state.dirtyBlocks.has(blkid)) void this.getBlock(state, blkid).catch(() => undefined);
+    }
+    state.prefetchedTo = Math.max(to, state.prefetchedTo ?? 0);
   }
 
   async write(id: number, offset: number, data: Buffer): Promise<void> {
@@ -359,8 +395,14 @@ export class ObjectSet implements ObjectStore {
   }
 
   private async readBytes(state: ObjectState, offset: number, length: number): Promise<Buffer> {
-    // Every byte is either copied from a block or zero-filled for a hole below.
+    // Every byte is either copied from a block or zero-filled for a hole.
     const out = Buffer.allocUnsafe(length);
+    await this.readBytesInto(state, offset, out);
+    return out;
+  }
+
+  private async readBytesInto(state: ObjectState, offset: number, out: Buffer): Promise<void> {
+    const length = out.length;
     const bs = state.dn.dataBlockSizeBytes;
     // Blocks of one request are fetched concurrently (bounded by the request size), so a large read
     // keeps several device reads in flight instead of paying each one's latency in turn.
@@ -380,7 +422,6 @@ export class ObjectSet implements ObjectStore {
       done += n;
     }
     await Promise.all(pending);
-    return out;
   }
 
   // ---- internals: writing --------------------------------------------------------------------------

@@ -58,6 +58,8 @@ export interface ObjectStore {
   objectInfo(id: number): Promise<ObjectInfo>;
   /** Reads length bytes at offset; holes and bytes never written read as zeros. */
   read(id: number, offset: number, length: number): Promise<Buffer>;
+  /** As read, into the caller's buffer (target.length bytes): streaming readers reuse one buffer. */
+  readInto(id: number, offset: number, target: Buffer): Promise<void>;
   write(id: number, offset: number, data: Buffer): Promise<void>;
   /** Frees whole blocks in the range and zeroes partial ones (punch a hole / truncate). */
   freeRange(id: number, offset: number, length: number): Promise<void>;

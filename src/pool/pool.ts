@@ -111,6 +111,7 @@ export class Pool implements PoolHandle {
   /** Leaves offline since this txg: `online` resilvers what was born after it. */
   private readonly offlineSince = new Map<string, number>();
   private openDevice: DeviceOpenFn = openFileDevice;
+  private readonly readsInFlight = new Map<string, Promise<Buffer>>();
 
   private constructor(name: string, guid: string, vdevs: Vdev[], arcSizeBytes: number, txg: number) {
     this.name = name;
@@ -256,9 +257,16 @@ export class Pool implements PoolHandle {
     const key = this.arcKey(bp);
     const cached = this.arc.get(key);
     if (cached) return cached;
-    const data = await this.io.read(bp);
-    this.arc.put(key, data);
-    return data;
+    // One device read per block however many readers (and the prefetcher) want it at once.
+    let pending = this.readsInFlight.get(key);
+    if (!pending) {
+      pending = this.io.read(bp).then((data) => {
+        this.arc.put(key, data);
+        return data;
+      }).finally(() => this.readsInFlight.delete(key));
+      this.readsInFlight.set(key, pending);
+    }
+    return pending;
   }
 
   private async writeBlock(data: Buffer, props: BlockWriteProps, old: BlockPointer | null): Promise<BlockPointer> {

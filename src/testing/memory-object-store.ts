@@ -139,6 +139,10 @@ export class MemoryObjectStore implements ObjectStore {
     };
   }
 
+  async readInto(id: number, offset: number, target: Buffer): Promise<void> {
+    (await this.read(id, offset, target.length)).copy(target);
+  }
+
   async read(id: number, offset: number, length: number): Promise<Buffer> {
     checkRange(offset, length);
     const object = this.object(id);
