@@ -26,6 +26,9 @@ export interface ScanScope {
 
 class ScanCanceled extends Error {}
 
+/** Block verifications in flight during a scan. */
+const SCAN_CONCURRENCY = 16;
+
 export class Scanner {
   private readonly pool: Pool;
   private state: ScanStatus | null = null;
@@ -84,17 +87,32 @@ export class Scanner {
       const datasetRoots: BlockPointer[] = [];
       const dsId = await pool.mos.datasetObject('root_dataset');
       datasetRoots.push((await pool.mos.readDataset(dsId)).rootBp);
+      // Blocks are verified SCAN_CONCURRENCY at a time while the walk goes on; the walk itself reads
+      // parents through the verified (and healing) read path, so it never follows a bad pointer.
+      const inFlight = new Set<Promise<void>>();
+      let failure: unknown = null;
       const visit = async (bp: BlockPointer): Promise<void> => {
         if (this.canceled) throw new ScanCanceled();
+        if (failure !== null) throw failure;
         if (bp.birthTxg <= scope.fromTxg && scope.fromTxg > 0) return;
         if (scope.vdevGuids && !bp.dvas.some((d) => scope.vdevGuids?.has(pool.vdevs[d.vdev]?.guid ?? ''))) return;
-        const result = await pool.io.scrub(bp);
-        for (const dva of bp.dvas) status.examinedBytes += dva.asize;
-        status.repairedBytes += result.repairedBytes;
-        if (result.unrecoverable) status.errors++;
+        const done: Promise<void> = pool.io.scrub(bp).then((result) => {
+          for (const dva of bp.dvas) status.examinedBytes += dva.asize;
+          status.repairedBytes += result.repairedBytes;
+          if (result.unrecoverable) status.errors++;
+        }).catch((e: unknown) => {
+          failure ??= e;
+        }).finally(() => inFlight.delete(done));
+        inFlight.add(done);
+        if (inFlight.size >= SCAN_CONCURRENCY) await Promise.race(inFlight);
       };
-      await pool.mos.os.traverse(visit, mosRoot);
-      for (const root of datasetRoots) await traverseObjset(pool, root, visit);
+      try {
+        await pool.mos.os.traverse(visit, mosRoot);
+        for (const root of datasetRoots) await traverseObjset(pool, root, visit);
+      } finally {
+        await Promise.all(inFlight);
+      }
+      if (failure !== null) throw failure;
       status.state = 'finished';
     } catch (e) {
       if (!(e instanceof ScanCanceled)) {
