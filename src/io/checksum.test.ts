@@ -90,3 +90,21 @@ test('parseChecksumName', () => {
   assert.throws(() => parseChecksumName('crc32'), (e) => isCairnError(e, 'EINVAL'));
   assert.throws(() => parseChecksumName('toString'), (e) => isCairnError(e, 'EINVAL'));
 });
+
+test('fletcher4: the WebAssembly SIMD version equals the reference and the JavaScript version on random lengths', async () => {
+  const { fletcher4Simd, fletcher4SimdAvailable } = await import('./fletcher4-simd.js');
+  const { fletcher4Into, fletcher4Reference } = await import('./checksum.js');
+  assert.ok(fletcher4SimdAvailable(), 'Node 20 has WebAssembly SIMD');
+  const { Random } = await import('../testing/random.js');
+  const random = new Random(4242);
+  for (let i = 0; i < 150; i++) {
+    const length = i < 20 ? i : random.int(300_000);
+    const data = random.chance(0.2) ? Buffer.alloc(length, 0xff) : random.bytes(length);
+    const simd = Buffer.alloc(32);
+    const js = Buffer.alloc(32);
+    fletcher4Simd(data, simd);
+    fletcher4Into(data, js);
+    assert.ok(simd.equals(fletcher4Reference(data)), `simd differs from the reference at length ${length}`);
+    assert.ok(js.equals(simd), `javascript differs from simd at length ${length}`);
+  }
+});

@@ -18,6 +18,10 @@ import { CHECKSUM_SIZE_BYTES } from './blkptr.js';
 import { ChecksumType, type ChecksumName } from './types.js';
 import { CairnError } from '../util/errors.js';
 import { assert } from '../util/assert.js';
+import { fletcher4Simd, fletcher4SimdAvailable } from './fletcher4-simd.js';
+
+/** WebAssembly SIMD fletcher4 (about 3× the JavaScript one here) where the engine has it. */
+const SIMD = fletcher4SimdAvailable();
 
 const TWO_32 = 4294967296;
 /** Words per carry-free run: C(64 + 4, 4) * 2^32 < 2^53 bounds d's low half (see the header comment). */
@@ -40,7 +44,8 @@ export function computeChecksum(type: ChecksumType, data: Uint8Array, out?: Buff
       target.fill(0, 0, CHECKSUM_SIZE_BYTES);
       return target;
     case ChecksumType.fletcher4:
-      fletcher4Into(data, target);
+      if (SIMD) fletcher4Simd(data, target);
+      else fletcher4Into(data, target);
       return target;
     case ChecksumType.sha256:
       sha256Into(data, target);
@@ -98,7 +103,8 @@ function wordsOf(data: Uint8Array): Uint32Array {
   return words;
 }
 
-function fletcher4Into(data: Uint8Array, out: Buffer): void {
+/** The portable JavaScript fletcher4 (exported for tests and engines without WebAssembly SIMD). */
+export function fletcher4Into(data: Uint8Array, out: Buffer): void {
   const words = wordsOf(data);
   const wordCount = words.length;
   let aHi = 0, aLo = 0, bHi = 0, bLo = 0, cHi = 0, cLo = 0, dHi = 0, dLo = 0;
