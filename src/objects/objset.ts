@@ -102,6 +102,8 @@ export class ObjectSet implements ObjectStore {
   /** Clean decoded dnodes in LRU order (Map insertion order). */
   private readonly clean = new Map<number, ObjectState>();
   private syncing = false;
+  /** Counts finished syncs (see objectState). */
+  private syncGeneration = 0;
 
   private constructor(env: ObjsetEnvironment, type: ObjsetType, policy: WritePolicy, rootBp: BlockPointer, metaDnode: Dnode, nextObjectId: number) {
     this.env = env;
@@ -334,10 +336,14 @@ export class ObjectSet implements ObjectStore {
       this.clean.set(id, cached);
       return cached;
     }
+    const generation = this.syncGeneration;
     const raw = await this.readBytes(this.meta, id * DNODE_SIZE_BYTES, DNODE_SIZE_BYTES);
     // Another caller may have loaded (or dirtied) it while we waited.
     const again = this.dirty.get(id) ?? this.clean.get(id);
     if (again) return again;
+    // A sync finished during the read: the record read may predate it (and the synced state may have
+    // been evicted since), so read it again rather than install a stale dnode.
+    if (generation !== this.syncGeneration) return this.objectState(id);
     const dn = decodeDnode(raw, 0);
     if (dn.type === 0) throw new CairnError('ENOENT', `object ${id} does not exist`);
     const state: ObjectState = { id, dn, dirtyBlocks: new Map(), dnodeDirty: false, freed: false };
@@ -522,6 +528,7 @@ export class ObjectSet implements ObjectStore {
       return this.rootBp;
     } finally {
       this.syncing = false;
+      this.syncGeneration++;
     }
   }
 

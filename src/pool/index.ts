@@ -41,8 +41,8 @@ function isAlive(pid: number): boolean {
 function checkNotInUse(config: LabelConfig, force: boolean): void {
   if (config.state !== 'active') return;
   if (config.hostname === hostname()) {
-    if (config.pid !== process.pid && isAlive(config.pid)) {
-      throw new CairnError('EPOOLINUSE', `pool '${config.name}' is in use by process ${config.pid} on this host`);
+    if (config.pid !== process.pid && isAlive(config.pid) && !force) {
+      throw new CairnError('EPOOLINUSE', `pool '${config.name}' is in use by process ${config.pid} on this host (use -f if that process is not Cairn)`);
     }
     return;
   }
@@ -83,6 +83,8 @@ interface FoundPool {
   config: LabelConfig;
   /** Leaf GUID → path where it was found. */
   paths: Map<string, string>;
+  /** Leaf GUID → txg of the label config that claimed it (the newest claim wins). */
+  claimTxg: Map<string, number>;
   uberblocks: Uberblock[];
 }
 
@@ -128,12 +130,15 @@ async function scan(searchPaths: string[], openDevice?: DeviceOpenFn): Promise<M
       if (!config || config.state === 'destroyed') continue;
       let entry = found.get(config.poolGuid);
       if (!entry) {
-        entry = { config, paths: new Map(), uberblocks: [] };
+        entry = { config, paths: new Map(), claimTxg: new Map(), uberblocks: [] };
         found.set(config.poolGuid, entry);
       } else if (config.txg > entry.config.txg) {
         entry.config = config;
       }
-      entry.paths.set(config.guid, path);
+      if ((entry.claimTxg.get(config.guid) ?? -1) < config.txg) {
+        entry.paths.set(config.guid, path);
+        entry.claimTxg.set(config.guid, config.txg);
+      }
       for (const ub of labels.uberblocks) if (ub.poolGuid === config.poolGuid) entry.uberblocks.push(ub);
     } finally {
       await device.close();
@@ -199,6 +204,10 @@ export async function importPool(options: ImportPoolOptions): Promise<PoolHandle
           return null;
         }
       }));
+    }
+    const missing = vdevs.filter((v) => v.state === 'UNAVAIL' || v.state === 'FAULTED');
+    if (missing.length > 0) {
+      throw new CairnError('ENOREPLICAS', `cannot import '${target.config.name}': ${missing.length} top-level vdev(s) have too many missing devices (${missing.map((v) => v.config().path ?? `${v.kind}-${v.id}`).join(', ')})`);
     }
     return await Pool.open(target.config, vdevs, target.uberblocks, { arcSizeBytes: options.cacheSizeBytes ?? ARC_SIZE_DEFAULT_BYTES, openDevice });
   } catch (e) {

@@ -207,7 +207,7 @@ export class MetaslabAllocator implements Allocator {
   private syncingTxg = 0;
   private lastSyncedTxg = 0;
   /** While a scrub or resilver walks an older tree, no freed block may be reused (see pool/scan.ts). */
-  private freesHeld = false;
+  private freesHeld = 0;
   private rotor = 0;
   private rotorBytes = 0;
   /** What the rotor's current vdev may take before moving on; 0 = not yet computed. */
@@ -324,7 +324,7 @@ export class MetaslabAllocator implements Allocator {
       }
     }
     this.touched.clear();
-    for (const ms of this.freesHeld ? [] : this.deferring) {
+    for (const ms of this.freesHeld > 0 ? [] : this.deferring) {
       while (ms.deferred.length > 0 && (ms.deferred[0] as { txg: number }).txg + DEFER_TXGS <= txg) {
         const d = ms.deferred.shift() as { txg: number; tree: RangeTree };
         d.tree.forEachSegment((s, e) => ms.returnSpace(s, e));
@@ -340,12 +340,13 @@ export class MetaslabAllocator implements Allocator {
    * their txg, so a crash while held leaks nothing; they only wait longer to be reused.
    */
   holdFrees(held: boolean): void {
-    this.freesHeld = held;
+    this.freesHeld += held ? 1 : -1;
+    assert(this.freesHeld >= 0, 'holdFrees released more often than taken');
   }
 
   /** True when deferred frees wait only for txgs to pass (not for a held scan). */
   get freesWaiting(): boolean {
-    return !this.freesHeld && this.deferring.size > 0;
+    return this.freesHeld === 0 && this.deferring.size > 0;
   }
 
   get txg(): number {

@@ -2,7 +2,8 @@
  * The meta object set (MOS): the pool's own objects, reached from the uberblock.
  *
  *   object 1  object directory (kv): "config" → u64, "history" → u64, "root_dataset" → u64,
- *             "space_maps/<vdev guid>" → u64 id of that vdev's space map table
+ *             "space_maps/<vdev id>" → u64 id of that top-level vdev's space map table (ids, unlike
+ *             GUIDs, do not change when a mirror is attached to or detached from a top-level vdev)
  *   config    plain object: PoolConfigPhys JSON (properties, per-vdev metaslab shift)
  *   history   plain object: one JSON line per command, as `zpool history` prints; size in the bonus
  *   dataset   the root dataset: bonus = DatasetPhys (root block pointer of its object set)
@@ -22,7 +23,7 @@ const DATASET_MAGIC = 0x314c5344; // "DSL1"
 export interface PoolConfigPhys {
   version: number;
   properties: Record<string, string>;
-  /** Metaslab shift per top-level vdev GUID. */
+  /** Metaslab shift per top-level vdev id. */
   metaslabShift: Record<string, number>;
 }
 
@@ -57,6 +58,7 @@ function u64(value: number): Buffer {
 export class Mos {
   readonly os: ObjectSet;
   private readonly dir: KvMap;
+  private historyTail: Promise<void> = Promise.resolve();
 
   private constructor(os: ObjectSet, dir: KvMap) {
     this.os = os;
@@ -106,7 +108,14 @@ export class Mos {
     await this.os.setBonus(id, u64(json.length));
   }
 
-  async appendHistory(line: string): Promise<void> {
+  /** Appends one line; appends are serialized (each reads the length it writes after). */
+  appendHistory(line: string): Promise<void> {
+    const next = this.historyTail.then(() => this.appendHistoryNow(line));
+    this.historyTail = next.catch(() => undefined);
+    return next;
+  }
+
+  private async appendHistoryNow(line: string): Promise<void> {
     const id = await this.require('history');
     const length = Number((await this.os.getBonus(id)).readBigUInt64LE(0));
     const data = Buffer.from(`${line}\n`);
@@ -148,7 +157,7 @@ export class Mos {
   }
 
   /** Creates the space map objects of a new top-level vdev: one per metaslab, all empty. */
-  async createSpaceMaps(vdevGuid: string, metaslabCount: number): Promise<number[]> {
+  async createSpaceMaps(vdevId: number, metaslabCount: number): Promise<number[]> {
     const table = await this.os.allocateObject(ObjectType.plainFile, { blockSizeBytes: 16384 });
     const ids: number[] = [];
     const buf = Buffer.alloc(8 * metaslabCount);
@@ -159,12 +168,16 @@ export class Mos {
       ids.push(id);
     }
     await this.os.write(table, 0, buf);
-    await this.dir.set(`space_maps/${vdevGuid}`, u64(table));
+    await this.dir.set(`space_maps/${vdevId}`, u64(table));
     return ids;
   }
 
-  async spaceMapIds(vdevGuid: string, metaslabCount: number): Promise<number[]> {
-    const table = await this.require(`space_maps/${vdevGuid}`);
+  async hasSpaceMaps(vdevId: number): Promise<boolean> {
+    return (await this.lookup(`space_maps/${vdevId}`)) !== undefined;
+  }
+
+  async spaceMapIds(vdevId: number, metaslabCount: number): Promise<number[]> {
+    const table = await this.require(`space_maps/${vdevId}`);
     const buf = await this.os.read(table, 0, 8 * metaslabCount);
     const ids: number[] = [];
     for (let ms = 0; ms < metaslabCount; ms++) ids.push(Number(buf.readBigUInt64LE(ms * 8)));

@@ -112,6 +112,8 @@ export class Pool implements PoolHandle {
   private readonly offlineSince = new Map<string, number>();
   private openDevice: DeviceOpenFn = openFileDevice;
   private readonly readsInFlight = new Map<string, Promise<Buffer>>();
+  /** Top-level vdevs whose space map tables the next sync creates. */
+  private readonly spaceMapsMissing = new Set<number>();
 
   private constructor(name: string, guid: string, vdevs: Vdev[], arcSizeBytes: number, txg: number) {
     this.name = name;
@@ -150,7 +152,7 @@ export class Pool implements PoolHandle {
       const mosOs = ObjectSet.create(pool.env, ObjsetType.meta, pool.mosPolicy());
       return Mos.create(mosOs, pool.poolConfigPhys());
     });
-    for (const v of vdevs) await pool.mos.createSpaceMaps(v.guid, pool.allocator.metaslabCount(v.id));
+    for (const v of vdevs) await pool.mos.createSpaceMaps(v.id, pool.allocator.metaslabCount(v.id));
     pool.rootObjset = ObjectSet.create(pool.env, ObjsetType.filesystem, pool.datasetPolicy());
     pool.filesystem = await Filesystem.create(pool.rootObjset, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, statfs: () => pool.statfs() });
     pool.rootDatasetId = await pool.mos.createDataset({ createTxg: 1, rootBp: pool.rootObjset.root }, ROOT_DATASET_KEY);
@@ -190,15 +192,26 @@ export class Pool implements PoolHandle {
     this.mos = Mos.open(mosOs);
     const config = await this.mos.readConfig();
     this.properties = { ...POOL_PROPERTY_DEFAULTS, ...config.properties };
-    const persisted: MetaslabVdevConfig[] = this.vdevs.map((v) => {
-      const shift = config.metaslabShift[v.guid];
-      if (shift === undefined) throw new CairnError('EIO', `pool config has no metaslab shift for vdev ${v.guid}`);
-      return { vdevId: v.id, metaslabShift: shift, metaslabCount: Math.ceil(v.asize / 2 ** shift) };
-    });
-    this.allocator = new MetaslabAllocator(this.vdevs, { persisted });
+    // A top-level vdev the labels name but the committed MOS does not know was being added when the
+    // pool stopped: nothing committed points into it, so it joins empty and gets its space maps at
+    // the next sync.
+    const persisted: MetaslabVdevConfig[] = [];
+    const committed: Vdev[] = [];
     for (const v of this.vdevs) {
+      const shift = config.metaslabShift[String(v.id)];
+      if (shift === undefined || !(await this.mos.hasSpaceMaps(v.id))) {
+        this.spaceMapsMissing.add(v.id);
+        this.configDirty = true;
+        continue;
+      }
+      committed.push(v);
+      persisted.push({ vdevId: v.id, metaslabShift: shift, metaslabCount: Math.ceil(v.asize / 2 ** shift) });
+    }
+    this.allocator = new MetaslabAllocator(committed, { persisted });
+    for (const v of this.vdevs) if (this.spaceMapsMissing.has(v.id)) this.allocator.addVdev(v, undefined);
+    for (const v of committed) {
       const count = this.allocator.metaslabCount(v.id);
-      const ids = await this.mos.spaceMapIds(v.guid, count);
+      const ids = await this.mos.spaceMapIds(v.id, count);
       for (let ms = 0; ms < count; ms++) this.allocator.loadMetaslab(v.id, ms, await this.mos.readSpaceMap(ids[ms] as number));
     }
     this.rootDatasetId = await this.mos.datasetObject(ROOT_DATASET_KEY);
@@ -240,7 +253,7 @@ export class Pool implements PoolHandle {
 
   private poolConfigPhys(): PoolConfigPhys {
     const metaslabShift: Record<string, number> = {};
-    for (const v of this.vdevs) metaslabShift[v.guid] = this.allocator ? this.allocator.metaslabShift(v.id) : 0;
+    for (const v of this.vdevs) metaslabShift[String(v.id)] = this.allocator ? this.allocator.metaslabShift(v.id) : 0;
     return { version: ON_DISK_VERSION, properties: this.properties, metaslabShift };
   }
 
@@ -249,7 +262,9 @@ export class Pool implements PoolHandle {
   private arcKey(bp: BlockPointer): string {
     const dva = bp.dvas[0];
     assert(dva !== undefined, 'cache key of a hole');
-    return `${dvaKey(dva)}:${bp.birthTxg}`;
+    // The checksum is part of the key: a block born in the syncing txg is rewritten in place (same
+    // DVA, same birth) by later sync passes, and must not be confused with its earlier contents.
+    return `${dvaKey(dva)}:${bp.birthTxg}:${bp.cksum.toString('hex', 0, 16)}`;
   }
 
   private async readBlock(bp: BlockPointer): Promise<Buffer> {
@@ -308,7 +323,10 @@ export class Pool implements PoolHandle {
 
   hold<T>(fn: () => Promise<T>): Promise<T> {
     this.checkUsable();
-    return this.gate.hold(fn);
+    return this.gate.hold(() => {
+      this.checkUsable(); // the pool may have closed while this hold waited
+      return fn();
+    });
   }
 
   /** For work done before the pool is open to clients (creation): no txg discipline needed yet. */
@@ -370,6 +388,11 @@ export class Pool implements PoolHandle {
         const ds = await this.mos.readDataset(this.rootDatasetId);
         await this.mos.writeDataset(this.rootDatasetId, { ...ds, rootBp });
       }
+      // Space maps of vdevs added since the last txg, in the same txg as the config naming them.
+      for (const id of [...this.spaceMapsMissing].sort((a, b) => a - b)) {
+        await this.mos.createSpaceMaps(id, this.allocator.metaslabCount(id));
+        this.spaceMapsMissing.delete(id);
+      }
       if (this.configDirty) await this.mos.writeConfig(this.poolConfigPhys());
       let mosRoot = this.mos.os.root;
       for (let pass = 1; ; pass++) {
@@ -380,7 +403,7 @@ export class Pool implements PoolHandle {
           if (!table) {
             const v = this.vdevs[update.vdevId];
             assert(v !== undefined, `space map update for unknown vdev ${update.vdevId}`);
-            table = await this.mos.spaceMapIds(v.guid, this.allocator.metaslabCount(v.id));
+            table = await this.mos.spaceMapIds(v.id, this.allocator.metaslabCount(v.id));
             ids.set(update.vdevId, table);
           }
           const id = table[update.metaslabIndex];
@@ -508,15 +531,18 @@ export class Pool implements PoolHandle {
   }
 
   async history(): Promise<HistoryEntry[]> {
-    const out: HistoryEntry[] = [];
-    for await (const line of this.mos.historyLines()) {
-      try {
-        out.push(JSON.parse(line) as HistoryEntry);
-      } catch {
-        out.push({ timeMs: 0, command: line });
+    // Under a hold: MOS blocks are rewritten in place during a sync's later passes.
+    return this.hold(async () => {
+      const out: HistoryEntry[] = [];
+      for await (const line of this.mos.historyLines()) {
+        try {
+          out.push(JSON.parse(line) as HistoryEntry);
+        } catch {
+          out.push({ timeMs: 0, command: line });
+        }
       }
-    }
-    return out;
+      return out;
+    });
   }
 
   async logHistory(command: string): Promise<void> {
@@ -678,7 +704,12 @@ export class Pool implements PoolHandle {
       await this.gate.exclusive(async () => {
         const prev = leaf.replaceDevice(dev);
         if (prev && prev !== old) await prev.close();
-        if (old && target !== leaf.path) await old.close();
+        if (old && target !== leaf.path) {
+          // The old disk must never be taken for this leaf again at import.
+          await writeLabelConfigs(old, this.labelConfig(leaf, 'destroyed'), [0, 1, 2, 3]).catch(() => undefined);
+          await old.flush().catch(() => undefined);
+          await old.close();
+        }
         leaf.setOffline(false);
         leaf.clearErrors();
         this.configDirty = true;
@@ -689,6 +720,11 @@ export class Pool implements PoolHandle {
       return;
     }
     await this.attach(oldDevice, target, options);
+    // The old device goes only when the new one holds everything (OpenZFS keeps a "replacing" vdev).
+    const scan = this.scanner.status();
+    if (scan?.state !== 'finished' || scan.errors > 0) {
+      throw new CairnError('EIO', `resilver onto ${target} did not complete cleanly; ${oldDevice} stays attached`);
+    }
     await this.detach(oldDevice);
   }
 
@@ -705,16 +741,18 @@ export class Pool implements PoolHandle {
       for (const cfg of configs) added.push(await openVdev(cfg, async (p) => devices.get(p) ?? null));
       await this.sync();
       await this.gate.exclusive(async () => {
+        // Labels of the new devices name the new tree; they become part of the pool with the txg
+        // that commits the config and the space maps (load() completes an add a crash interrupted).
+        for (const v of added) for (const leaf of leavesOf(v)) {
+          if (leaf.device) await initializeLabels(leaf.device, { ...this.labelConfig(leaf, 'active'), vdevTree: [...this.vdevs, ...added].map((x) => x.config()) });
+        }
         for (const v of added) {
           this.vdevs.push(v);
           this.allocator.addVdev(v);
+          this.spaceMapsMissing.add(v.id);
         }
         this.configDirty = true;
       });
-      await this.hold(async () => {
-        for (const v of added) await this.mos.createSpaceMaps(v.guid, this.allocator.metaslabCount(v.id));
-      });
-      for (const v of added) for (const leaf of leavesOf(v)) if (leaf.device) await initializeLabels(leaf.device, this.labelConfig(leaf, 'active'));
       await this.sync();
     } catch (e) {
       for (const d of devices.values()) if (!this.leaves().some((l) => l.device === d)) await d.close().catch(() => undefined);
@@ -722,22 +760,27 @@ export class Pool implements PoolHandle {
     }
   }
 
-  private async resilver(leaves: LeafVdev[], fromTxg: number): Promise<void> {
-    await this.scanner.start('resilver', { fromTxg, vdevGuids: new Set(leaves.map((l) => this.topOf(l).guid)), leaves: leaves.map((l) => l.guid) });
+  private async resilver(leaves: LeafVdev[], fromTxg: number): Promise<ScanStatus> {
+    return this.scanner.start('resilver', { fromTxg, vdevGuids: new Set(leaves.map((l) => this.topOf(l).guid)), leaves: leaves.map((l) => l.guid) });
   }
 
   // ---- closing ------------------------------------------------------------------------------------
 
   private async closeAs(state: LabelConfig['state']): Promise<void> {
     if (this.closed) return;
-    this.scanner.cancel();
-    await this.scanner.idle();
-    if (!this.suspended) {
-      await this.sync();
-      await this.writeLabelsNow(state);
-    }
     if (this.syncTimer) clearInterval(this.syncTimer);
-    this.closed = true;
+    this.scanner.cancel({ resilverToo: true });
+    await this.scanner.idle();
+    if (!this.suspended) await this.sync();
+    // The last txg and the labels are written with no hold running; holds that were waiting find the
+    // pool closed and fail instead of being acknowledged and lost.
+    await this.gate.exclusive(async () => {
+      if (!this.suspended) {
+        if (this.rootObjset.isDirty || this.mos.os.isDirty || this.configDirty) await this.syncTxg(this.txg + 1);
+        await this.writeLabelsNow(state);
+      }
+      this.closed = true;
+    });
     openPools.delete(this.guid);
     await Promise.allSettled(this.vdevs.map((v) => v.close()));
   }

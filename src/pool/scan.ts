@@ -32,7 +32,7 @@ const SCAN_CONCURRENCY = 16;
 export class Scanner {
   private readonly pool: Pool;
   private state: ScanStatus | null = null;
-  private running: Promise<void> | null = null;
+  private running: Promise<ScanStatus> | null = null;
   private canceled = false;
   readonly resilveringLeaves = new Set<string>();
 
@@ -47,21 +47,25 @@ export class Scanner {
   /** Hook for the syncing txg (nothing to do yet: progress is kept in memory). */
   beforeSync(_txg: number): void {}
 
-  cancel(): void {
-    if (this.running) this.canceled = true;
+  /** Stops a running scrub (a resilver is not stopped: a replace depends on it finishing). */
+  cancel(options: { resilverToo?: boolean } = {}): void {
+    if (this.running && (this.state?.function === 'scrub' || options.resilverToo === true)) this.canceled = true;
   }
 
   async idle(): Promise<void> {
     while (this.running) await this.running.catch(() => undefined);
   }
 
-  /** Starts a scan; a scrub asked for while one runs is refused, a resilver waits for the scan to end. */
-  async start(kind: 'scrub' | 'resilver', scope: ScanScope): Promise<void> {
-    if (this.running) {
-      if (kind === 'scrub' && this.state?.function === 'scrub') throw new CairnError('EBUSY', `pool '${this.pool.name}' is already being scrubbed`);
-      if (kind === 'scrub') throw new CairnError('EBUSY', `pool '${this.pool.name}' is resilvering; scrub later`);
-      await this.idle();
+  /**
+   * Runs a scan and resolves with how it ended. A scrub asked for while a scan runs is refused; a
+   * resilver waits its turn. Scans never overlap: the check and the claim below have no await between.
+   */
+  async start(kind: 'scrub' | 'resilver', scope: ScanScope): Promise<ScanStatus> {
+    if (this.running && kind === 'scrub') {
+      if (this.state?.function === 'scrub') throw new CairnError('EBUSY', `pool '${this.pool.name}' is already being scrubbed`);
+      throw new CairnError('EBUSY', `pool '${this.pool.name}' is resilvering; scrub later`);
     }
+    while (this.running) await this.running.catch(() => undefined);
     for (const g of scope.leaves ?? []) this.resilveringLeaves.add(g);
     const run = this.walk(kind, scope).finally(() => {
       for (const g of scope.leaves ?? []) this.resilveringLeaves.delete(g);
@@ -72,7 +76,7 @@ export class Scanner {
     return run;
   }
 
-  private async walk(kind: 'scrub' | 'resilver', scope: ScanScope): Promise<void> {
+  private async walk(kind: 'scrub' | 'resilver', scope: ScanScope): Promise<ScanStatus> {
     const pool = this.pool;
     await pool.sync();
     const space = pool.allocator.space();
@@ -125,6 +129,7 @@ export class Scanner {
       status.examinedBytes = Math.min(status.examinedBytes, Math.max(status.totalBytes, status.examinedBytes));
       pool.allocator.holdFrees(false);
     }
+    return { ...status };
   }
 }
 
