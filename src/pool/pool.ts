@@ -24,7 +24,7 @@ import { ObjectSet, ObjsetType, type ObjsetEnvironment, type WritePolicy } from 
 import { Filesystem } from '../fs/index.js';
 import type { FileSystemApi } from '../fs/types.js';
 import { assert } from '../util/assert.js';
-import { CairnError } from '../util/errors.js';
+import { CairnError, isCairnError } from '../util/errors.js';
 import { LeafVdev, MirrorVdev, RaidzVdev, buildVdevConfig, openFileDevice, openVdev, parseVdevSpec, randomGuid } from '../vdev/index.js';
 import type { BlockDevice, Vdev, VdevConfig } from '../vdev/types.js';
 import type { HistoryEntry, IoStats, PoolHealth, PoolStatus, ScanStatus, VdevStatusNode } from './types.js';
@@ -173,16 +173,23 @@ export class Pool implements PoolHandle {
       pool.openDevice = options.openDevice;
       try {
         await pool.load(ub);
-        await pool.claim(config.poolGuid);
+      } catch (e) {
+        // Rewind to the previous txg (zpool import -F) only when this one's tree is proven damaged
+        // (no copy verifies): an I/O error may pass, and rewinding on it would discard newer txgs.
+        if (!isCairnError(e, 'ECKSUM')) throw e;
+        lastError = e;
+        continue;
+      }
+      await pool.claim(config.poolGuid);
+      try {
         pool.configDirty = true;
         await pool.writeLabelsNow();
-        pool.startTimer();
-        return pool;
       } catch (e) {
         openPools.delete(config.poolGuid);
-        lastError = e;
-        // Rewind: try the previous txg, as zpool import -F does.
+        throw e;
       }
+      pool.startTimer();
+      return pool;
     }
     throw lastError;
   }

@@ -238,3 +238,24 @@ test('missing top-level vdev at import', async () => {
   // zpool refuses an import with a missing top-level vdev; here it succeeds, takes writes, then suspends at the next txg.
   await assert.rejects(importPool({ searchPaths: ['/x/a'], openDevice, nameOrGuid: 'm' }));
 });
+
+test('import rewinds to the previous txg when the newest tree fails its checksums', async () => {
+  const c = disks('rewind');
+  const pool = (await createPool({ name: 'rw', vdevSpec: [c.path('a')], openDevice: c.openDevice, createSizeBytes: 64 * MiB })) as unknown as Pool;
+  const first = new Random(5).bytes(300_000);
+  await writeFile(pool, 'first', first);
+  await pool.sync();
+  const ubBefore = pool.txg;
+  await writeFile(pool, 'second', Buffer.alloc(1000, 7));
+  await pool.sync();
+  const mosRoot = pool.mos.os.root;
+  await pool.export();
+  // Damage every copy of the newest MOS root block: that txg can no longer be read.
+  const dev = c.devices.get(c.path('a'))!;
+  for (const dva of mosRoot.dvas) dev.corrupt(4 * MiB + dva.offset, 4096);
+  const again = (await importPool({ searchPaths: [c.path('a')], openDevice: c.openDevice })) as unknown as Pool;
+  assert.ok(again.txg < ubBefore + 2 && again.txg >= ubBefore - 1, `rewound to an older txg (${again.txg})`);
+  const st = await again.fs.lookup(again.fs.rootIno, 'first');
+  assert.ok((await again.fs.read(st.ino, 0, st.sizeBytes)).equals(first));
+  await again.export();
+});
