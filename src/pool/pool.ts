@@ -623,7 +623,11 @@ export class Pool implements PoolHandle {
   async online(device: string): Promise<void> {
     const leaf = this.findLeaf(device);
     if (leaf.state !== 'OFFLINE') {
+      // A device that failed (FAULTED, or errors counted) may have missed writes; with no record of
+      // which txgs it missed, resilver its whole top-level vdev (zpool clear + resilver).
+      const failed = leaf.state !== 'ONLINE' || leaf.errors.read + leaf.errors.write + leaf.errors.checksum > 0;
       leaf.clearErrors();
+      if (failed) await this.resilver([leaf], 0);
       return;
     }
     leaf.setOffline(false);

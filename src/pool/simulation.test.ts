@@ -3,7 +3,8 @@
  * file workload while the disks flip bits on read, lose or tear unflushed writes on power cuts, and
  * die. After every crash the pool is imported again and must hold exactly the files of its last synced
  * txg (or of the txg that was syncing, if its uberblock made it), read back byte for byte, and scrub
- * clean. A failing run prints its seed; CAIRN_SEED=N reruns one seed, CAIRN_SOAK=1 runs thousands.
+ * clean. A failing run prints its seed; CAIRN_SEED=N reruns one seed, CAIRN_SIM_SEEDS=N (from
+ * CAIRN_SIM_FIRST_SEED) runs N seeds, CAIRN_SOAK=1 runs 2000 longer ones.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -84,6 +85,10 @@ async function runSeed(seed: number, steps: number): Promise<void> {
     for (let step = 0; step < steps; step++) {
       const r = rnd.next();
       const names = [...live.keys()];
+      if (process.env['CAIRN_SIM_TRACE']) {
+        const dead = [...devices.values()].filter((d) => d.isDead).map((d) => d.path).join(',');
+        console.error(`step ${step} r=${r.toFixed(3)} txg=${(pool as unknown as Pool).txg} health=${pool.status().health} dead=[${dead}] live=[${[...live.keys()].sort().join(',')}] synced=[${[...synced.keys()].sort().join(',')}]`);
+      }
       if (r < 0.35 || names.length === 0) {
         const name = `f${rnd.int(40)}`;
         const data = rnd.chance(0.3) ? Buffer.alloc(rnd.int(200_000), rnd.int(256)) : rnd.bytes(rnd.int(300_000));
@@ -114,9 +119,20 @@ async function runSeed(seed: number, steps: number): Promise<void> {
       } else if (r < 0.8) {
         await pool.sync();
         synced = new Map(live);
-      } else if (r < 0.85) {
-        // Bit flips on reads of up to `redundancy` devices: every read must still be right.
-        const victims = [...devices.values()].slice(0, layout.redundancy);
+      } else if (r < 0.83 && layout.redundancy > 0) {
+        // The last device dies mid-workload, or comes back and is brought online (resilvered).
+        const last = [...devices.values()][layout.devices - 1] as FaultyDevice;
+        if (!last.isDead) {
+          last.die();
+        } else {
+          last.revive();
+          await pool.online(last.path); // the resilver starts by syncing the open txg
+          synced = new Map(live);
+        }
+      } else if (r < 0.86) {
+        // Bit flips on reads of devices within what redundancy still covers: every read stays right.
+        const dead = [...devices.values()].filter((d) => d.isDead).length;
+        const victims = [...devices.values()].slice(0, layout.redundancy - dead);
         for (const d of victims) d.faults.readBitFlipProbability = 0.2;
         await pool.sync();
         synced = new Map(live);
@@ -150,6 +166,12 @@ async function runSeed(seed: number, steps: number): Promise<void> {
         for (const [k, v] of got) live.set(k, v);
       }
     }
+    for (const d of devices.values()) {
+      if (d.isDead) {
+        d.revive();
+        await pool.online(d.path);
+      }
+    }
     await pool.sync();
     await pool.scrub({ wait: true });
     const scan = pool.status().scan;
@@ -179,6 +201,8 @@ async function runSeed(seed: number, steps: number): Promise<void> {
 
 test('simulation: seeded workloads with power cuts, torn writes, bit flips and dead disks', async () => {
   const fromEnv = process.env['CAIRN_SEED'];
-  const seeds = fromEnv ? [Number(fromEnv)] : Array.from({ length: process.env['CAIRN_SOAK'] ? 2000 : 16 }, (_, i) => i + 1);
+  const count = Number(process.env['CAIRN_SIM_SEEDS'] ?? (process.env['CAIRN_SOAK'] ? 2000 : 24));
+  const first = Number(process.env['CAIRN_SIM_FIRST_SEED'] ?? 1);
+  const seeds = fromEnv ? [Number(fromEnv)] : Array.from({ length: count }, (_, i) => first + i);
   for (const seed of seeds) await runSeed(seed, process.env['CAIRN_SOAK'] ? 120 : 60);
 });
