@@ -1,23 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Arc } from './arc.js';
+import { prng } from '../testing/random.js';
 
 const BLOCK = 4096;
 function block(tag: number, sizeBytes = BLOCK): Buffer {
   return Buffer.alloc(sizeBytes, tag & 0xff);
 }
 
-/** Deterministic PRNG (mulberry32); failing cases print their seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Read-through as a caller does: get, and put after a miss. */
 function access(arc: Arc, key: string, tag: number): boolean {

@@ -2,21 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { xxh3 } from '@node-rs/xxhash';
-import { checksumEquals, computeChecksum, fletcher4Reference, parseChecksumName } from './checksum.js';
+import { checksumEquals, computeChecksum, fletcher4Into, fletcher4Reference, parseChecksumName } from './checksum.js';
 import { ChecksumType } from './types.js';
 import { isCairnError } from '../util/errors.js';
+import { prng, Random } from '../testing/random.js';
+import { fletcher4Simd, fletcher4SimdAvailable } from './fletcher4-simd.js';
 
-/** Deterministic PRNG (mulberry32) so a failing case reproduces from its printed seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBuffer(rand: () => number, length: number): Buffer {
   const b = Buffer.alloc(length);
@@ -91,11 +82,8 @@ test('parseChecksumName', () => {
   assert.throws(() => parseChecksumName('toString'), (e) => isCairnError(e, 'EINVAL'));
 });
 
-test('fletcher4: the WebAssembly SIMD version equals the reference and the JavaScript version on random lengths', async () => {
-  const { fletcher4Simd, fletcher4SimdAvailable } = await import('./fletcher4-simd.js');
-  const { fletcher4Into, fletcher4Reference } = await import('./checksum.js');
+test('fletcher4: the WebAssembly SIMD version equals the reference and the JavaScript version on random lengths', () => {
   assert.ok(fletcher4SimdAvailable(), 'Node 20 has WebAssembly SIMD');
-  const { Random } = await import('../testing/random.js');
   const random = new Random(4242);
   for (let i = 0; i < 150; i++) {
     const length = i < 20 ? i : random.int(300_000);

@@ -6,18 +6,8 @@ import { ObjectType } from '../objects/types.js';
 import { InvariantError } from '../util/assert.js';
 import { isCairnError } from '../util/errors.js';
 import { createKv, openKv, KvHeaderPhys, KV_BLOCK_SIZE_BYTES, type KvHashFunction, type KvMap } from './index.js';
+import { prng } from '../testing/random.js';
 
-/** Small seeded PRNG (mulberry32), so a failing seed replays exactly. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function withSeed(seed: number, fn: () => Promise<void>): Promise<void> {
   try {

@@ -105,3 +105,9 @@ export function testSeed(): number {
   if (fromEnv !== undefined && fromEnv !== '') return Number(fromEnv) >>> 0;
   return (Date.now() ^ (process.pid << 16)) >>> 0;
 }
+
+/** A seeded source of floats in [0, 1), for tests that only need next(). */
+export function prng(seed: number): () => number {
+  const random = new Random(seed);
+  return () => random.next();
+}
