@@ -648,25 +648,27 @@ export class ObjectSet implements ObjectStore {
   /**
    * Visits every block pointer of this object set's last synced version: the objset block, the dnode
    * array, and every object's tree, parents before children. Memory: one indirect block per level.
+   * Subtrees born at or before minBirthTxg are skipped: copy-on-write gives every parent a birth at
+   * least its children's, so such a subtree holds only older blocks (snapshots, rollback, destroy).
    */
-  async traverse(visit: (bp: BlockPointer) => Promise<void>, rootBp: BlockPointer = this.rootBp): Promise<void> {
-    if (isHole(rootBp)) return;
+  async traverse(visit: (bp: BlockPointer) => Promise<void>, rootBp: BlockPointer = this.rootBp, minBirthTxg = 0): Promise<void> {
+    if (isHole(rootBp) || rootBp.birthTxg <= minBirthTxg) return;
     await visit(rootBp);
     const phys = await this.env.readBlock(rootBp);
     const meta = decodeDnode(phys, 64);
     await this.traverseTree(meta.rootBp, meta.nlevels - 1, visit, async (block) => {
       for (let at = 0; at + DNODE_SIZE_BYTES <= block.length; at += DNODE_SIZE_BYTES) {
         const dn = decodeDnode(block, at);
-        if (dn.type !== 0) await this.traverseTree(dn.rootBp, dn.nlevels - 1, visit, null);
+        if (dn.type !== 0) await this.traverseTree(dn.rootBp, dn.nlevels - 1, visit, null, minBirthTxg);
       }
-    });
+    }, minBirthTxg);
   }
 
   private async traverseTree(
     bp: BlockPointer, level: number, visit: (bp: BlockPointer) => Promise<void>,
-    onData: ((block: Buffer) => Promise<void>) | null,
+    onData: ((block: Buffer) => Promise<void>) | null, minBirthTxg = 0,
   ): Promise<void> {
-    if (isHole(bp)) return;
+    if (isHole(bp) || bp.birthTxg <= minBirthTxg) return;
     await visit(bp);
     if (level === 0) {
       if (onData) await onData(await this.env.readBlock(bp));
@@ -675,7 +677,7 @@ export class ObjectSet implements ObjectStore {
     const block = await this.env.readBlock(bp);
     for (let slot = 0; slot < POINTERS_PER_INDIRECT; slot++) {
       const child = decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES);
-      if (!isHole(child)) await this.traverseTree(child, level - 1, visit, onData);
+      if (!isHole(child)) await this.traverseTree(child, level - 1, visit, onData, minBirthTxg);
     }
   }
 }

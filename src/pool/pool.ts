@@ -16,12 +16,12 @@
  *   than guess.
  */
 import { hostname } from 'node:os';
-import { dvaKey, isHole, type BlockPointer } from '../io/blkptr.js';
+import { dvaKey, holeBlockPointer, isHole, type BlockPointer } from '../io/blkptr.js';
 import { IoPipeline } from '../io/index.js';
 import { ChecksumType, CompressionType, type BlockWriteProps } from '../io/types.js';
 import { Arc } from '../cache/index.js';
 import { ObjectSet, ObjsetType, type ObjsetEnvironment, type WritePolicy } from '../objects/objset.js';
-import { Filesystem } from '../fs/index.js';
+import { DatasetManager, type DatasetHost } from '../dataset/index.js';
 import type { FileSystemApi } from '../fs/types.js';
 import { assert } from '../util/assert.js';
 import { CairnError, isCairnError } from '../util/errors.js';
@@ -94,9 +94,9 @@ export class Pool implements PoolHandle {
   readonly gate: TxgGate;
   allocator!: MetaslabAllocator;
   mos!: Mos;
-  private rootObjset!: ObjectSet;
+  /** Every dataset, snapshot and clone; the root dataset's file system is `fs`. */
+  datasets!: DatasetManager;
   private rootDatasetId = 0;
-  private filesystem!: Filesystem;
   private properties: Record<string, string> = { ...POOL_PROPERTY_DEFAULTS };
   /** Last committed txg. */
   txg: number;
@@ -135,7 +135,24 @@ export class Pool implements PoolHandle {
   }
 
   get fs(): FileSystemApi {
-    return this.filesystem;
+    return this.datasets.root.fs;
+  }
+
+  private get rootObjset(): ObjectSet {
+    return this.datasets.root.objset;
+  }
+
+  private datasetHost(): DatasetHost {
+    return {
+      poolName: this.name,
+      mos: () => this.mos.os,
+      env: this.env,
+      policy: () => this.datasetPolicy(),
+      statfs: () => this.statfs(),
+      openTxg: () => this.txg + 1,
+      hold: (fn) => this.hold(fn),
+      syncTask: (check, fn) => this.syncTask(check, fn),
+    };
   }
 
   // ---- creation and import ------------------------------------------------------------------------
@@ -153,9 +170,8 @@ export class Pool implements PoolHandle {
       return Mos.create(mosOs, pool.poolConfigPhys());
     });
     for (const v of vdevs) await pool.mos.createSpaceMaps(v.id, pool.allocator.metaslabCount(v.id));
-    pool.rootObjset = ObjectSet.create(pool.env, ObjsetType.filesystem, pool.datasetPolicy());
-    pool.filesystem = await Filesystem.create(pool.rootObjset, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, statfs: () => pool.statfs() });
-    pool.rootDatasetId = await pool.mos.createDataset({ createTxg: 1, rootBp: pool.rootObjset.root }, ROOT_DATASET_KEY);
+    pool.rootDatasetId = await pool.mos.createDataset({ createTxg: 1, rootBp: holeBlockPointer() }, ROOT_DATASET_KEY);
+    pool.datasets = await DatasetManager.createRoot(pool.datasetHost(), pool.rootDatasetId, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
     for (const leaf of pool.leaves()) {
       const device = leaf.device;
       if (device) await initializeLabels(device, pool.labelConfig(leaf, 'active'));
@@ -222,9 +238,7 @@ export class Pool implements PoolHandle {
       for (let ms = 0; ms < count; ms++) this.allocator.loadMetaslab(v.id, ms, await this.mos.readSpaceMap(ids[ms] as number));
     }
     this.rootDatasetId = await this.mos.datasetObject(ROOT_DATASET_KEY);
-    const ds = await this.mos.readDataset(this.rootDatasetId);
-    this.rootObjset = await ObjectSet.open(this.env, ds.rootBp, this.datasetPolicy());
-    this.filesystem = await Filesystem.open(this.rootObjset, { statfs: () => this.statfs() });
+    this.datasets = await DatasetManager.load(this.datasetHost(), this.rootDatasetId);
   }
 
   /** Registers this process as the pool's one owner. */
@@ -350,7 +364,7 @@ export class Pool implements PoolHandle {
 
   private startTimer(): void {
     this.syncTimer = setInterval(() => {
-      if (this.gate.dirtyBytes > 0 || this.rootObjset.isDirty || this.mos.os.isDirty || this.allocator.freesWaiting) {
+      if (this.gate.dirtyBytes > 0 || this.datasets.isDirty || this.mos.os.isDirty || this.allocator.freesWaiting) {
         void this.sync().catch(() => undefined);
       }
     }, TXG_TIMEOUT_MS);
@@ -375,7 +389,7 @@ export class Pool implements PoolHandle {
     await this.gate.exclusive(async () => {
       // A txg with nothing dirty still runs while deferred frees wait for txgs to pass, so deleted
       // space comes back without new writes.
-      if (!this.rootObjset.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return;
+      if (!this.datasets.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return;
       try {
         await this.syncTxg(this.txg + 1);
       } catch (e) {
@@ -385,16 +399,36 @@ export class Pool implements PoolHandle {
     });
   }
 
-  private async syncTxg(txg: number): Promise<void> {
+  /**
+   * A dataset sync task (OpenZFS dsl_sync_task): after a sync, with every hold drained, `check` may
+   * refuse (nothing changed); then `fn` runs inside the next txg's sync, after the datasets were
+   * written and before the MOS passes, so everything it changes commits in that one txg.
+   */
+  private async syncTask<T>(check: () => Promise<void>, fn: (txg: number) => Promise<T>): Promise<T> {
+    await this.sync();
+    return this.gate.exclusive(async () => {
+      this.checkUsable();
+      await check();
+      let out: T | undefined;
+      try {
+        await this.syncTxg(this.txg + 1, async (txg) => {
+          out = await fn(txg);
+        });
+      } catch (e) {
+        this.suspended = e instanceof Error ? e : new Error(String(e));
+        throw e;
+      }
+      return out as T;
+    });
+  }
+
+  private async syncTxg(txg: number, task?: (txg: number) => Promise<void>): Promise<void> {
     this.syncingTxg = txg;
     this.allocator.beginSync(txg);
     try {
       this.scanner.beforeSync(txg);
-      if (this.rootObjset.isDirty || this.txg === 0) {
-        const rootBp = await this.rootObjset.sync(txg);
-        const ds = await this.mos.readDataset(this.rootDatasetId);
-        await this.mos.writeDataset(this.rootDatasetId, { ...ds, rootBp });
-      }
+      await this.datasets.syncDirty(txg);
+      if (task) await task(txg);
       // Space maps of vdevs added since the last txg, in the same txg as the config naming them.
       for (const id of [...this.spaceMapsMissing].sort((a, b) => a - b)) {
         await this.mos.createSpaceMaps(id, this.allocator.metaslabCount(id));
@@ -569,7 +603,9 @@ export class Pool implements PoolHandle {
         for (const dva of bp.dvas) reachableBytes += dva.asize;
       };
       await this.mos.os.traverse(visit);
-      await this.rootObjset.traverse(visit);
+      // Heads and snapshots, each pruned where an older snapshot (or a clone's origin) takes over:
+      // every block once. Dead-listed blocks are reached through the snapshots that hold them.
+      await this.datasets.traverseAll(visit);
       return { allocatedBytes: this.allocator.space().allocatedBytes, reachableBytes, deferredBytes: this.allocator.deferredBytes() };
     });
   }
@@ -787,7 +823,7 @@ export class Pool implements PoolHandle {
     // pool closed and fail instead of being acknowledged and lost.
     await this.gate.exclusive(async () => {
       if (!this.suspended) {
-        if (this.rootObjset.isDirty || this.mos.os.isDirty || this.configDirty) await this.syncTxg(this.txg + 1);
+        if (this.datasets.isDirty || this.mos.os.isDirty || this.configDirty) await this.syncTxg(this.txg + 1);
         await this.writeLabelsNow(state);
       }
       this.closed = true;

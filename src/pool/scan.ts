@@ -88,9 +88,8 @@ export class Scanner {
     pool.allocator.holdFrees(true);
     try {
       const mosRoot = pool.mos.os.root;
-      const datasetRoots: BlockPointer[] = [];
-      const dsId = await pool.mos.datasetObject('root_dataset');
-      datasetRoots.push((await pool.mos.readDataset(dsId)).rootBp);
+      // Every head, snapshot and clone, each pruned where an older snapshot takes over (each block once).
+      const datasetRoots = pool.datasets.traversalRoots();
       // Blocks are verified SCAN_CONCURRENCY at a time while the walk goes on; the walk itself reads
       // parents through the verified (and healing) read path, so it never follows a bad pointer.
       const inFlight = new Set<Promise<void>>();
@@ -112,7 +111,7 @@ export class Scanner {
       };
       try {
         await pool.mos.os.traverse(visit, mosRoot);
-        for (const root of datasetRoots) await traverseObjset(pool, root, visit);
+        for (const root of datasetRoots) await traverseObjset(pool, root.rootBp, visit, root.minBirthTxg);
       } finally {
         await Promise.all(inFlight);
       }
@@ -134,7 +133,7 @@ export class Scanner {
 }
 
 /** Walks a dataset's object set from a root pointer (no need to open it as a live object set). */
-async function traverseObjset(pool: Pool, rootBp: BlockPointer, visit: (bp: BlockPointer) => Promise<void>): Promise<void> {
+async function traverseObjset(pool: Pool, rootBp: BlockPointer, visit: (bp: BlockPointer) => Promise<void>, minBirthTxg: number): Promise<void> {
   const os = await ObjectSet.open(pool.env, rootBp, { checksum: 3, compression: 1, copies: 1, metadataCopies: 2 });
-  await os.traverse(visit, rootBp);
+  await os.traverse(visit, rootBp, minBirthTxg);
 }
