@@ -7,6 +7,7 @@ import type { FileSystemApi } from '../fs/types.js';
 import { FaultyDevice } from '../testing/faulty-device.js';
 import { Random } from '../testing/random.js';
 import { isCairnError } from '../util/errors.js';
+import { ALLOCATABLE_START_BYTES } from '../vdev/layout.js';
 
 const MiB = 1024 * 1024;
 
@@ -99,7 +100,10 @@ test('datasets: nested create, -p, list, destroy frees the tree and refuses with
   assert.ok((await get(await again.datasets.open('nest/home'), 'big')).equals(data));
   assert.equal((await get(again.fs, 'rootfile')).toString(), 'root');
   await assertSpaceExact(again, 'after import');
+  const stale = await again.datasets.open('nest/home');
   await again.datasets.destroy('nest/home');
+  await assert.rejects(stale.create(stale.rootIno, 'late', { mode: 0o644 }), code('ENOENT'));
+  await assert.rejects(again.datasets.open('nest/home'), code('ENOENT'));
   await again.fs.unlink(again.fs.rootIno, 'rootfile');
   await settle(again);
   await assertSpaceExact(again, 'after destroy');
@@ -123,11 +127,15 @@ test('snapshots: old data stays readable after overwrite and delete, across expo
   await put(home, 'f', v2);
   await home.unlink(home.rootIno, 'gone');
   let snap = await pool.datasets.open('snap/home@monday');
+  const atime = (await snap.lookup(snap.rootIno, 'f')).atimeNs;
   assert.ok((await get(snap, 'f')).equals(v1), 'snapshot reads the old contents');
   assert.ok((await get(snap, 'gone')).equals(keep), 'snapshot still has the deleted file');
   assert.ok((await get(home, 'f')).equals(v2));
   await assert.rejects(snap.create(snap.rootIno, 'x', { mode: 0o644 }), code('EROFS'));
   await assert.rejects(snap.write((await snap.lookup(snap.rootIno, 'f')).ino, 0, Buffer.from('x')), code('EROFS'));
+  await pool.sync();
+  assert.equal(pool.gate.dirtyBytes, 0, 'reading a snapshot dirties nothing (no atime update, no unsynced dirty data)');
+  assert.equal((await snap.lookup(snap.rootIno, 'f')).atimeNs, atime, 'snapshot inodes do not change');
   await assertSpaceExact(pool, 'after overwrite');
   const space = await pool.datasets.space('snap/home');
   assert.ok(space.usedBySnapshotsBytes >= 2 * MiB + 100_000, `usedbysnapshots counts the dead list (${space.usedBySnapshotsBytes})`);
@@ -235,7 +243,9 @@ test('rollback: restores the newest snapshot; refuses when newer snapshots exist
   await put(pool.fs, 'later', rnd.bytes(5000));
   await assert.rejects(pool.datasets.rollback('rb@one'), (e: unknown) => isCairnError(e, 'EEXIST') && /rb@two/.test((e as Error).message));
   await pool.datasets.destroy('rb@two');
+  const before = pool.fs;
   await pool.datasets.rollback('rb@one');
+  await assert.rejects(before.lookup(before.rootIno, 'f'), code('ENOENT'));
   assert.ok((await get(pool.fs, 'f')).equals(v1), 'root file system is the snapshot again');
   await assert.rejects(pool.fs.lookup(pool.fs.rootIno, 'new'), code('ENOENT'));
   await assert.rejects(pool.fs.lookup(pool.fs.rootIno, 'later'), code('ENOENT'));
@@ -333,4 +343,32 @@ test('a version 1 root dataset record opens as "no snapshots" and gets space fig
   assert.ok((await get(await pool.datasets.open('v1@s'), 'f')).equals(data));
   await assertSpaceExact(pool, 'upgraded');
   await pool.export();
+});
+
+test('scrub covers every snapshot and clone once and heals their blocks', async () => {
+  const rig = await makePool('scrub', 80);
+  const pool = rig.pool;
+  await pool.datasets.create('scrub/d');
+  const fs = await pool.datasets.open('scrub/d');
+  const rnd = new Random(81);
+  const old = rnd.bytes(2 * MiB);
+  await put(fs, 'f', old);
+  await pool.datasets.snapshot('scrub/d@s');
+  await pool.datasets.clone('scrub/d@s', 'scrub/c');
+  await put(await pool.datasets.open('scrub/c'), 'g', rnd.bytes(MiB));
+  await put(fs, 'f', rnd.bytes(MiB)); // the old blocks are now the snapshot's (and the clone's) only
+  const { reachableBytes } = await pool.spaceCheck();
+  await pool.scrub({ wait: true });
+  assert.equal(pool.status().scan?.examinedBytes, reachableBytes, 'scrub examines every reachable block exactly once');
+  // Ruin one side of the mirror where the data lives; scrub must rebuild the snapshot's blocks from the other.
+  const [pathA, pathB] = [...rig.devices.keys()] as [string, string];
+  (rig.devices.get(pathB) as FaultyDevice).corrupt(ALLOCATABLE_START_BYTES, 48 * MiB);
+  await pool.scrub({ wait: true });
+  const scan = pool.status().scan;
+  assert.equal(scan?.errors, 0);
+  assert.ok((scan?.repairedBytes ?? 0) >= 2 * MiB, `repaired ${scan?.repairedBytes}`);
+  (rig.devices.get(pathA) as FaultyDevice).die();
+  pool.arc.clear();
+  assert.ok((await get(await pool.datasets.open('scrub/d@s'), 'f')).equals(old), 'snapshot blocks were healed on the surviving side');
+  await pool.abandon();
 });

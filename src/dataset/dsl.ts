@@ -144,6 +144,8 @@ class DsNode {
   readonly snapshots = new Map<string, number>();
   readonly clones = new Set<number>();
   snapshotView: FileSystemApi | null = null;
+  /** Cleared when the object set its file system uses is destroyed or rolled back. */
+  live: { live: boolean } = { live: true };
 
   constructor(id: number, name: string, phys: DatasetPhys) {
     this.id = id;
@@ -157,6 +159,33 @@ class DsNode {
 }
 
 const MUTATING = /^(set|create|mkdir|unlink|rmdir|rename|link|symlink|write|remove|truncate|fallocate|punch|utimens|chmod|chown)/i;
+
+const STORE_MUTATORS: ReadonlySet<string> = new Set(['allocateObject', 'freeObject', 'write', 'freeRange', 'setBonus']);
+
+/**
+ * The store a head's file system uses: once the dataset is destroyed or rolled back, calls through an
+ * old handle fail instead of changing an object set that will never be synced (or reading freed blocks).
+ */
+function liveStore(os: ObjectSet, token: { live: boolean }, name: string): ObjectStore {
+  // One wrapper per method, made on first use: no allocation per call on the I/O path.
+  const wrapped = new Map<string | symbol, unknown>();
+  return new Proxy(os, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function') return v;
+      let w = wrapped.get(prop);
+      if (w === undefined) {
+        const fn = (v as (...a: unknown[]) => unknown).bind(target);
+        w = (...args: unknown[]) => {
+          if (!token.live) return Promise.reject(new CairnError('ENOENT', `dataset '${name}' was destroyed or rolled back; open it again`));
+          return fn(...args);
+        };
+        wrapped.set(prop, w);
+      }
+      return w;
+    },
+  }) as unknown as ObjectStore;
+}
 
 /** A snapshot's file system: reads pass through, every mutation fails with EROFS. */
 function readOnlyView(fs: Filesystem, name: string): FileSystemApi {
@@ -202,7 +231,7 @@ export class DatasetManager {
     m.register(node);
     m.rootNode = node;
     node.os = ObjectSet.create(m.envFor(node), ObjsetType.filesystem, host.policy());
-    node.fs = await Filesystem.create(node.os, { ...fsOwner, statfs: () => host.statfs() });
+    node.fs = await Filesystem.create(liveStore(node.os, node.live, node.name), { ...fsOwner, statfs: () => host.statfs() });
     return m;
   }
 
@@ -217,7 +246,7 @@ export class DatasetManager {
     const node = new DsNode(id, name, phys);
     this.register(node);
     node.os = await ObjectSet.open(this.envFor(node), phys.rootBp, this.host.policy());
-    node.fs = await Filesystem.open(node.os, { statfs: () => this.host.statfs() });
+    node.fs = await Filesystem.open(liveStore(node.os, node.live, node.name), { statfs: () => this.host.statfs() });
     if (v1) {
       // A version 1 record has no space figures: count them once (no snapshots, so all is unique).
       let bytes = 0;
@@ -401,13 +430,30 @@ export class DatasetManager {
     const node = this.node(name);
     if (!node.isSnapshot) return node.fs as Filesystem;
     if (!node.snapshotView) {
+      // Never synced: its in-memory changes (only the unlinked-set drain at open) count as no dirty data.
       const ro: ObjsetEnvironment = {
         ...this.host.env,
         writeBlock: () => Promise.reject(new CairnError('EROFS', `snapshot '${name}' is read-only`)),
         freeBlock: () => assert(false, `free in snapshot '${name}'`),
+        dirtyBytesChanged: () => undefined,
       };
       const os = await ObjectSet.open(ro, node.phys.rootBp, this.host.policy());
-      node.snapshotView = readOnlyView(await Filesystem.open(os, { statfs: () => this.host.statfs() }), name);
+      // Sealed once open: store mutations fail with EROFS, which the file system's atime update
+      // (relatime) ignores, so reading a snapshot changes nothing.
+      let sealed = false;
+      const store = new Proxy(os, {
+        get(target, prop, receiver) {
+          const v: unknown = Reflect.get(target, prop, receiver);
+          if (typeof v !== 'function') return v;
+          if (sealed && typeof prop === 'string' && STORE_MUTATORS.has(prop)) {
+            return () => Promise.reject(new CairnError('EROFS', `snapshot '${name}' is read-only`));
+          }
+          return (v as (...a: unknown[]) => unknown).bind(target);
+        },
+      }) as unknown as ObjectStore;
+      const fs = await Filesystem.open(store, { statfs: () => this.host.statfs() });
+      sealed = true;
+      node.snapshotView = readOnlyView(fs, name);
     }
     return node.snapshotView;
   }
@@ -460,7 +506,7 @@ export class DatasetManager {
     const parent = this.node(parentName);
     const node = new DsNode(0, name, emptyPhys(0, holeBlockPointer()));
     node.os = ObjectSet.create(this.envFor(node), ObjsetType.filesystem, this.host.policy());
-    node.fs = await Filesystem.create(node.os, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, statfs: () => this.host.statfs() });
+    node.fs = await Filesystem.create(liveStore(node.os, node.live, node.name), { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, statfs: () => this.host.statfs() });
     await this.host.hold(async () => {
       node.id = await this.mosStore.allocateObject(ObjectType.dataset, { blockSizeBytes: 512 });
       node.phys.createTxg = this.host.openTxg();
@@ -527,7 +573,7 @@ export class DatasetManager {
         originSnapshot: snap.id, flags: 0, childrenKv: 0, snapshotsKv: 0, clonesKv: 0, propsKv: 0, writtenBytes: 0, uniqueBytes: 0,
       });
       node.os = await ObjectSet.open(this.envFor(node), snap.phys.rootBp, this.host.policy());
-      node.fs = await Filesystem.open(node.os, { statfs: () => this.host.statfs() });
+      node.fs = await Filesystem.open(liveStore(node.os, node.live, node.name), { statfs: () => this.host.statfs() });
       await this.host.syncTask(async () => {
         if (this.byName.has(name)) throw new CairnError('EEXIST', `dataset already exists: '${name}'`);
       }, async (txg) => {
@@ -559,7 +605,8 @@ export class DatasetManager {
         throw new CairnError('EEXIST', `cannot rollback to '${snapshotName}': more recent snapshots exist: ${newer().map((n) => n.name).join(', ')}`);
       }
       const os = await ObjectSet.open(this.envFor(head), snap.phys.rootBp, this.host.policy());
-      const fs = await Filesystem.open(os, { statfs: () => this.host.statfs() });
+      const live = { live: true };
+      const fs = await Filesystem.open(liveStore(os, live, head.name), { statfs: () => this.host.statfs() });
       await this.host.syncTask(async () => {
         if (newer().length > 0 || !this.nodes.has(snap.id)) throw new CairnError('EBUSY', `snapshots of '${head.name}' changed; retry the rollback`);
       }, async () => {
@@ -573,6 +620,8 @@ export class DatasetManager {
           rootBp: snap.phys.rootBp, deadList: 0, referencedBytes: snap.phys.referencedBytes, uniqueBytes: snap.phys.uniqueBytes,
           compressedBytes: snap.phys.compressedBytes, uncompressedBytes: snap.phys.uncompressedBytes, writtenBytes: 0,
         });
+        head.live.live = false;
+        head.live = live;
         head.os = os;
         head.fs = fs;
         await this.writePhys(head);
@@ -680,6 +729,7 @@ export class DatasetManager {
       await this.kvDelete(parent, 'childrenKv', key);
       parent.children.delete(key);
       await mos.freeObject(node.id);
+      node.live.live = false;
       node.os = null;
       node.fs = null;
       node.pendingDead = [];

@@ -126,7 +126,10 @@ async function runSeed(seed: number, steps: number): Promise<void> {
           last.die();
         } else {
           last.revive();
-          await pool.online(last.path); // the resilver starts by syncing the open txg
+          // online resilvers (syncing first) only a device the pool saw fail; one that died unnoticed
+          // (no I/O reached it) comes back with nothing to do and no txg, so sync explicitly.
+          await pool.online(last.path);
+          await pool.sync();
           synced = new Map(live);
         }
       } else if (r < 0.86) {
