@@ -184,7 +184,9 @@ test('destroy snapshot: frees exactly the blocks only it referenced; chain of th
   assert.ok((await get(await pool.datasets.open('dsnap/d@3'), 'a')).equals(c));
   const used1 = (await pool.datasets.space('dsnap/d@1')).usedBytes;
   assert.ok(used1 >= 2 * MiB, `@1 still holds a (${used1})`);
+  const staleView = await pool.datasets.open('dsnap/d@1');
   await pool.datasets.destroy('dsnap/d@1');
+  await assert.rejects(staleView.lookup(staleView.rootIno, 'a'), code('ENOENT'));
   await pool.datasets.destroy('dsnap/d@3');
   await assertSpaceExact(pool, 'all snapshots gone');
   assert.equal((await pool.datasets.space('dsnap/d')).usedBySnapshotsBytes, 0);

@@ -166,7 +166,7 @@ const STORE_MUTATORS: ReadonlySet<string> = new Set(['allocateObject', 'freeObje
  * The store a head's file system uses: once the dataset is destroyed or rolled back, calls through an
  * old handle fail instead of changing an object set that will never be synced (or reading freed blocks).
  */
-function liveStore(os: ObjectSet, token: { live: boolean }, name: string): ObjectStore {
+function liveStore(os: ObjectStore, token: { live: boolean }, name: string): ObjectStore {
   // One wrapper per method, made on first use: no allocation per call on the I/O path.
   const wrapped = new Map<string | symbol, unknown>();
   return new Proxy(os, {
@@ -451,7 +451,7 @@ export class DatasetManager {
           return (v as (...a: unknown[]) => unknown).bind(target);
         },
       }) as unknown as ObjectStore;
-      const fs = await Filesystem.open(store, { statfs: () => this.host.statfs() });
+      const fs = await Filesystem.open(liveStore(store, node.live, name), { statfs: () => this.host.statfs() });
       sealed = true;
       node.snapshotView = readOnlyView(fs, name);
     }
@@ -698,6 +698,7 @@ export class DatasetManager {
       if (snap.phys.clonesKv !== 0) await mos.freeObject(snap.phys.clonesKv);
       await mos.freeObject(snap.id);
       head.snapshots.delete(short);
+      snap.live.live = false;
       this.unregister(snap);
     });
   }
