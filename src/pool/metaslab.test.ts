@@ -13,21 +13,12 @@ import {
   type MetaslabAllocatorOptions,
   type SpaceMapUpdate,
 } from './metaslab.js';
+import { prng as rng } from '../testing/random.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fakeVdev(id: number, asize: number, ashift = 12): AllocatorVdev {
   const sector = 2 ** ashift;

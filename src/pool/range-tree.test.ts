@@ -2,18 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RangeTree, highBit } from './range-tree.js';
 import { InvariantError } from '../util/assert.js';
+import { prng as rng } from '../testing/random.js';
 
-/** Small deterministic PRNG (mulberry32) so failures replay from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function segmentsOfBitmap(bits: Uint8Array, unitBytes: number): [number, number][] {
   const out: [number, number][] = [];

@@ -11,20 +11,10 @@ import {
   type SpaceMapGeometry,
   type SpaceMapRecord,
 } from './space-map.js';
+import { prng as rng } from '../testing/random.js';
 
 const MiB = 1024 * 1024;
 
-/** mulberry32: failures replay from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const geometry: SpaceMapGeometry = { startBytes: 3 * 16 * MiB, sizeBytes: 16 * MiB, ashift: 12 };
 const base = geometry.startBytes;
 
