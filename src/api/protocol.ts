@@ -8,6 +8,7 @@
  * touching a pool, so a malformed request is an EPROTO/EINVAL answer and never a daemon crash.
  */
 import type { HistoryEntry, ImportablePool, IoStats, PoolSpace, PoolStatus } from '../pool/index.js';
+import type { FileKind, Stat } from '../fs/types.js';
 import { CairnError } from '../util/errors.js';
 import type { ErrorCode } from '../util/errors.js';
 
@@ -27,25 +28,17 @@ export interface WireError {
 
 export type ApiResponse<T> = { ok: true; result: T } | { ok: false; error: WireError };
 
-/** A Stat with nanosecond times as decimal strings (JSON has no bigint). */
-export interface WireStat {
-  ino: number;
-  kind: 'file' | 'directory' | 'symlink';
-  mode: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  sizeBytes: number;
-  allocatedBytes: number;
+/** A Stat with nanosecond times as decimal strings (JSON has no bigint); birth time is not sent. */
+export type WireStat = Omit<Stat, 'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'birthtimeNs'> & {
   atimeNs: string;
   mtimeNs: string;
   ctimeNs: string;
-}
+};
 
 export interface WireDirEntry {
   name: string;
   ino: number;
-  kind: 'file' | 'directory' | 'symlink';
+  kind: FileKind;
   /** Present when the listing asked for long format. */
   stat?: WireStat;
   /** Symlinks in long format. */
