@@ -14,6 +14,7 @@ import {
   allocatedBytes, appendDeadList, createDeadList, deadListBytesBornAfter, deadListChunks, freeDeadList,
 } from './deadlist.js';
 import { parentOf, validateDatasetName, validateSnapshotName } from './names.js';
+import type { DatasetType, ResolvedProperty } from './properties.js';
 
 const DATASET_MAGIC = 0x314c5344; // "DSL1", shared with version 1 (src/pool/mos.ts)
 const DATASET_PHYS_VERSION = 2;
@@ -127,8 +128,53 @@ export interface DatasetSpace {
 
 export interface DatasetListEntry {
   name: string;
-  type: 'filesystem' | 'snapshot';
+  type: DatasetType;
   createTxg: number;
+}
+
+export interface CreateDatasetOptions {
+  /** -p: create missing parents (as filesystems). */
+  parents?: boolean;
+  /** -V: a volume of this many bytes (a multiple of volblocksize). */
+  volsizeBytes?: number;
+  /** -s: no refreservation for a volume (thin). */
+  sparse?: boolean;
+  /** -o name=value, as typed (validated by the property table). */
+  properties?: Record<string, string>;
+}
+
+export interface DestroyOptions {
+  /** -r: also every descendant (for a snapshot name: that snapshot of every descendant). */
+  recursive?: boolean;
+  /** -R: also dependents outside the tree (clones and their descendants). */
+  dependents?: boolean;
+  /** -n: change nothing; report what would be destroyed and freed. */
+  dryRun?: boolean;
+}
+
+export interface DestroyResult {
+  /** In the order destroyed (children and clones before what they depend on). */
+  destroyed: string[];
+  /** Bytes that come (or would come) back to the pool. */
+  reclaimBytes: number;
+}
+
+/** What a volume offers its users (cairn vol, NBD); Volume (volume.ts) implements it. */
+export interface BlockVolume {
+  readonly sizeBytes: number;
+  readonly blockSizeBytes: number;
+  readonly readonly: boolean;
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Buffer): Promise<void>;
+  /** Durable on return (syncs the pool). */
+  flush(): Promise<void>;
+  trim(offset: number, length: number): Promise<void>;
+  writeZeroes(offset: number, length: number, options: { punch: boolean }): Promise<void>;
+}
+
+export interface SnapshotHold {
+  tag: string;
+  createdMs: number;
 }
 
 class DsNode {
@@ -488,7 +534,7 @@ export class DatasetManager {
 
   // ---- create --------------------------------------------------------------------------------------
 
-  create(name: string, options: { parents?: boolean } = {}): Promise<void> {
+  create(name: string, options: CreateDatasetOptions = {}): Promise<void> {
     return this.serial(() => this.createNow(name, options.parents ?? false));
   }
 
@@ -737,5 +783,58 @@ export class DatasetManager {
       this.unregister(node);
     });
   }
-}
 
+  // ---- being built (session 2): signatures the daemon codes against ---------------------------------
+
+  /** zfs get: every property (names undefined) or the named ones, in table order then user properties. */
+  async getProperties(name: string, names?: string[]): Promise<ResolvedProperty[]> {
+    throw new CairnError('ENOTSUP', `get ${name} ${String(names)}: not built yet`);
+  }
+
+  /** zfs set name=value (value as typed). */
+  async setProperty(name: string, property: string, value: string): Promise<void> {
+    throw new CairnError('ENOTSUP', `set ${property}=${value} ${name}: not built yet`);
+  }
+
+  /** zfs inherit [-r]. */
+  async inheritProperty(name: string, property: string, options: { recursive?: boolean } = {}): Promise<void> {
+    throw new CairnError('ENOTSUP', `inherit ${property} ${name} ${String(options)}: not built yet`);
+  }
+
+  /** zfs snapshot [-r] a@s b@s ...: every snapshot in one txg; returns the names made. */
+  async snapshotMany(names: string[], options: { recursive?: boolean } = {}): Promise<string[]> {
+    throw new CairnError('ENOTSUP', `snapshot ${names.join(' ')} ${String(options)}: not built yet`);
+  }
+
+  /** zfs rename (datasets and snapshots; `to` is a full name; for a snapshot, same dataset). */
+  async rename(from: string, to: string, options: { parents?: boolean } = {}): Promise<void> {
+    throw new CairnError('ENOTSUP', `rename ${from} ${to} ${String(options)}: not built yet`);
+  }
+
+  /** zfs promote: the clone takes over its origin's older snapshots. */
+  async promote(name: string): Promise<void> {
+    throw new CairnError('ENOTSUP', `promote ${name}: not built yet`);
+  }
+
+  async hold(tag: string, snapshot: string, options: { recursive?: boolean } = {}): Promise<void> {
+    throw new CairnError('ENOTSUP', `hold ${tag} ${snapshot} ${String(options)}: not built yet`);
+  }
+
+  async release(tag: string, snapshot: string, options: { recursive?: boolean } = {}): Promise<void> {
+    throw new CairnError('ENOTSUP', `release ${tag} ${snapshot} ${String(options)}: not built yet`);
+  }
+
+  async holds(snapshot: string): Promise<SnapshotHold[]> {
+    throw new CairnError('ENOTSUP', `holds ${snapshot}: not built yet`);
+  }
+
+  /** A volume's block device (volumes only; EINVAL for a filesystem). */
+  async openVolume(name: string): Promise<BlockVolume> {
+    throw new CairnError('ENOTSUP', `open volume ${name}: not built yet`);
+  }
+
+  /** zfs destroy [-r|-R] [-n]. */
+  async destroyWith(name: string, options: DestroyOptions = {}): Promise<DestroyResult> {
+    throw new CairnError('ENOTSUP', `destroy ${name} ${String(options)}: not built yet`);
+  }
+}

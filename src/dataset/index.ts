@@ -17,7 +17,9 @@
  *   dataset of older pools) read as "no snapshots". Dead lists are plain MOS objects (deadlist.ts).
  */
 export { DatasetManager, decodeDatasetPhysAny, encodeDatasetPhysV2 } from './dsl.js';
-export type { DatasetHost, DatasetListEntry, DatasetPhys, DatasetSpace } from './dsl.js';
+export type {
+  BlockVolume, CreateDatasetOptions, DatasetHost, DatasetListEntry, DatasetPhys, DatasetSpace, DestroyOptions, DestroyResult, SnapshotHold,
+} from './dsl.js';
 export { appendDeadList, createDeadList, deadListBytesBornAfter, deadListChunks, deadListTotals, freeDeadList } from './deadlist.js';
 export type { DeadListTotals } from './deadlist.js';
 export * from './names.js';

@@ -4,6 +4,7 @@
  */
 import type { HistoryEntry, IoStats, PoolStatus } from './types.js';
 import type { FileSystemApi } from '../fs/types.js';
+import type { DatasetManager } from '../dataset/dsl.js';
 import type { BlockDevice } from '../vdev/types.js';
 
 /** Opens a device by path; injected by the simulation (faulty in-memory disks), default: files. */
@@ -49,6 +50,8 @@ export interface PoolHandle {
   readonly guid: string;
   /** The pool's root filesystem. */
   readonly fs: FileSystemApi;
+  /** The pool's datasets (filesystems, volumes, snapshots, clones). */
+  readonly datasets: DatasetManager;
   status(): PoolStatus;
   /** Commits the open txg and waits until it is durable. */
   sync(): Promise<void>;
