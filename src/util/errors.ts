@@ -28,6 +28,10 @@ export const ERROR_CODES = {
   EFAULTED: { errno: 'EIO', summary: 'pool or device is faulted' },
   EPERM: { errno: 'EPERM', summary: 'operation not permitted' },
   ELOOP: { errno: 'ELOOP', summary: 'too many levels of symbolic links' },
+  ENODATA: { errno: 'ENODATA', summary: 'no such attribute' },
+  E2BIG: { errno: 'E2BIG', summary: 'argument list or attribute value too large' },
+  ERANGE: { errno: 'ERANGE', summary: 'result out of range (attribute name too long)' },
+  EOPNOTSUPP: { errno: 'EOPNOTSUPP', summary: 'operation not supported (unknown attribute namespace)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
