@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   E2BIG: { errno: 'E2BIG', summary: 'argument list or attribute value too large' },
   ERANGE: { errno: 'ERANGE', summary: 'result out of range (attribute name too long)' },
   EOPNOTSUPP: { errno: 'EOPNOTSUPP', summary: 'operation not supported (unknown attribute namespace)' },
+  EXDEV: { errno: 'EXDEV', summary: 'cross-device link (rename or hard link across datasets)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
