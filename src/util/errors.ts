@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   ERANGE: { errno: 'ERANGE', summary: 'result out of range (attribute name too long)' },
   EOPNOTSUPP: { errno: 'EOPNOTSUPP', summary: 'operation not supported (unknown attribute namespace)' },
   EXDEV: { errno: 'EXDEV', summary: 'cross-device link (rename or hard link across datasets)' },
+  EDQUOT: { errno: 'EDQUOT', summary: 'disk quota exceeded' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
