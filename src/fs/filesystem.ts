@@ -12,8 +12,22 @@ import {
   type DirEntry,
   type FileSystemApi,
   type SetAttr,
+  type SetXattrFlags,
   type Stat,
 } from './types.js';
+import {
+  XATTR_CHUNK_SIZE_BYTES,
+  XATTR_LIST_SIZE_MAX_BYTES,
+  checkXattrNameSize,
+  checkXattrValueSize,
+  decodeXattrEntry,
+  encodeXattrEntry,
+  isXattrChunkKey,
+  xattrChunkCount,
+  xattrChunkKey,
+  xattrNamespace,
+  type XattrEntryPhys,
+} from './xattr.js';
 import {
   DIRENT_KIND_DIRECTORY,
   DIRENT_KIND_FILE,
@@ -47,9 +61,14 @@ export const SYMLINKS_FOLLOWED_MAX = 40;
 export const FILE_SIZE_MAX_BYTES = Number.MAX_SAFE_INTEGER;
 /** readdir pages are capped so one call can never pull a huge directory into memory. */
 export const READDIR_LIMIT_MAX = 4096;
-/** relatime: an atime older than this is refreshed by a read even when it is newer than mtime. */
 const GENERATION_RESERVE_COUNT = 1024n;
+/** relatime: an atime older than this is refreshed by a read even when it is newer than mtime. */
 const RELATIME_INTERVAL_NS = 24n * 3600n * 1_000_000_000n;
+/** Timestamps are signed 64-bit ns (InodePhys), as Linux's: 1677 to 2262. */
+const TIME_NS_MIN = -(2n ** 63n);
+const TIME_NS_MAX = 2n ** 63n - 1n;
+/** Entries read per kv page while listing attributes. */
+const XATTR_LIST_PAGE_ENTRIES = 256;
 
 export const MasterKey = {
   version: 'version',
@@ -148,8 +167,19 @@ export function validateName(name: string): void {
   }
 }
 
+function checkTime(timeNs: bigint | undefined, what: string): void {
+  if (timeNs === undefined) return;
+  if (typeof timeNs !== 'bigint' || timeNs < TIME_NS_MIN || timeNs > TIME_NS_MAX) {
+    throw new CairnError('EINVAL', `${what} ${String(timeNs)} ns is not a signed 64-bit nanosecond time`);
+  }
+}
+
 function checkOffset(offset: number, what: string): void {
   if (!Number.isSafeInteger(offset) || offset < 0) throw new CairnError('EINVAL', `bad ${what} ${offset}`);
+}
+
+function noXattr(ino: number, name: string): CairnError {
+  return new CairnError('ENODATA', `inode ${ino} has no extended attribute "${name}"`);
 }
 
 /** A FIFO async mutex: mutating operations run one at a time so check-then-act stays atomic. */
@@ -463,7 +493,7 @@ export class Filesystem implements FileSystemApi {
       this.entryRemoved(parent, now);
       parent.phys.nlink--;
       await this.saveInode(parent);
-      await this.store.freeObject(child.ino);
+      await this.freeInode(child);
     });
   }
 
@@ -506,7 +536,7 @@ export class Filesystem implements FileSystemApi {
       if (target !== undefined) {
         if (kindOfMode(target.phys.mode) === FileKind.directory) {
           newParent.phys.nlink--;
-          await this.store.freeObject(target.ino);
+          await this.freeInode(target);
         } else {
           await this.dropLink(target, now);
         }
@@ -562,6 +592,8 @@ export class Filesystem implements FileSystemApi {
   }
 
   async setattr(ino: number, attr: SetAttr): Promise<Stat> {
+    checkTime(attr.atimeNs, 'atime');
+    checkTime(attr.mtimeNs, 'mtime');
     return this.mutate(async () => {
       const inode = await this.loadInode(ino);
       const phys = inode.phys;
@@ -585,6 +617,132 @@ export class Filesystem implements FileSystemApi {
       await this.saveInode(inode);
       return this.stat(inode);
     });
+  }
+
+  // ---- extended attributes ----
+  // Reads take the lock too: a value may span several kv entries, and a reader must not see half of a
+  // concurrent replace (Linux serializes them per inode as well).
+
+  async getxattr(ino: number, name: string): Promise<Buffer> {
+    checkXattrNameSize(name);
+    return this.lock.run(async () => {
+      const inode = await this.loadInode(ino);
+      this.checkXattrAccess(inode, name, false);
+      xattrNamespace(name);
+      if (inode.phys.xattrObjectId === 0) throw noXattr(ino, name);
+      const kv = openKv(this.store, inode.phys.xattrObjectId);
+      const raw = await kv.get(name);
+      if (raw === undefined) throw noXattr(ino, name);
+      const { entry, inline } = decodeXattrEntry(raw);
+      if (inline !== undefined) return inline;
+      const value = Buffer.alloc(entry.lengthBytes);
+      const chunkCount = xattrChunkCount(entry);
+      for (let index = 0; index < chunkCount; index++) {
+        const chunk = await kv.get(xattrChunkKey(name, index));
+        const expectedBytes = Math.min(XATTR_CHUNK_SIZE_BYTES, entry.lengthBytes - index * XATTR_CHUNK_SIZE_BYTES);
+        if (chunk?.length !== expectedBytes) {
+          throw new CairnError('EIO', `extended attribute "${name}" of inode ${ino} is missing chunk ${index}`);
+        }
+        chunk.copy(value, index * XATTR_CHUNK_SIZE_BYTES);
+      }
+      return value;
+    });
+  }
+
+  async setxattr(ino: number, name: string, value: Buffer, flags: SetXattrFlags = {}): Promise<void> {
+    checkXattrNameSize(name);
+    checkXattrValueSize(value);
+    // Copied in, as the syscall does: the caller may reuse its buffer while this waits for the lock.
+    const valueCopy = Buffer.from(value);
+    return this.mutate(async () => {
+      const inode = await this.loadInode(ino);
+      this.checkXattrAccess(inode, name, true);
+      xattrNamespace(name);
+      const existingKv = inode.phys.xattrObjectId === 0 ? undefined : openKv(this.store, inode.phys.xattrObjectId);
+      const existing = existingKv === undefined ? undefined : await this.xattrEntry(existingKv, name);
+      if (flags.create === true && existing !== undefined) {
+        throw new CairnError('EEXIST', `extended attribute "${name}" of inode ${ino} exists`);
+      }
+      if (flags.replace === true && existing === undefined) throw noXattr(ino, name);
+      // All checks passed.
+      let kv = existingKv;
+      if (kv === undefined) {
+        kv = await createKv(this.store, ObjectType.kv);
+        inode.phys.xattrObjectId = kv.objectId;
+      }
+      const entryRaw = encodeXattrEntry(valueCopy);
+      await kv.set(name, entryRaw);
+      const chunkCount = xattrChunkCount(decodeXattrEntry(entryRaw).entry);
+      for (let index = 0; index < chunkCount; index++) {
+        const start = index * XATTR_CHUNK_SIZE_BYTES;
+        await kv.set(xattrChunkKey(name, index), valueCopy.subarray(start, start + XATTR_CHUNK_SIZE_BYTES));
+      }
+      const oldChunkCount = existing === undefined ? 0 : xattrChunkCount(existing);
+      for (let index = chunkCount; index < oldChunkCount; index++) await kv.delete(xattrChunkKey(name, index));
+      inode.phys.ctimeNs = this.nowNs();
+      await this.saveInode(inode);
+    });
+  }
+
+  async listxattr(ino: number): Promise<string[]> {
+    return this.lock.run(async () => {
+      const inode = await this.loadInode(ino);
+      if (inode.phys.xattrObjectId === 0) return [];
+      const kv = openKv(this.store, inode.phys.xattrObjectId);
+      const names: string[] = [];
+      let listBytes = 0;
+      let cursor: bigint | null = 0n;
+      while (cursor !== null) {
+        const page = await kv.list(cursor, XATTR_LIST_PAGE_ENTRIES);
+        for (const { key } of page.entries) {
+          if (isXattrChunkKey(key)) continue;
+          listBytes += Buffer.byteLength(key, 'utf8') + 1;
+          if (listBytes > XATTR_LIST_SIZE_MAX_BYTES) {
+            throw new CairnError('E2BIG', `extended attribute names of inode ${ino} exceed ${XATTR_LIST_SIZE_MAX_BYTES} bytes`);
+          }
+          names.push(key);
+        }
+        cursor = page.cursor;
+      }
+      return names.sort();
+    });
+  }
+
+  async removexattr(ino: number, name: string): Promise<void> {
+    checkXattrNameSize(name);
+    return this.mutate(async () => {
+      const inode = await this.loadInode(ino);
+      this.checkXattrAccess(inode, name, true);
+      xattrNamespace(name);
+      if (inode.phys.xattrObjectId === 0) throw noXattr(ino, name);
+      const kv = openKv(this.store, inode.phys.xattrObjectId);
+      const existing = await this.xattrEntry(kv, name);
+      if (existing === undefined) throw noXattr(ino, name);
+      await kv.delete(name);
+      const chunkCount = xattrChunkCount(existing);
+      for (let index = 0; index < chunkCount; index++) await kv.delete(xattrChunkKey(name, index));
+      // The last attribute takes the object with it, so an inode without attributes costs nothing.
+      if ((await kv.count()) === 0) {
+        await this.store.freeObject(kv.objectId);
+        inode.phys.xattrObjectId = 0;
+      }
+      inode.phys.ctimeNs = this.nowNs();
+      await this.saveInode(inode);
+    });
+  }
+
+  /** Linux's xattr_permission: user.* only on regular files and directories. */
+  private checkXattrAccess(inode: Inode, name: string, write: boolean): void {
+    if (!name.startsWith('user.')) return;
+    const kind = kindOfMode(inode.phys.mode);
+    if (kind === FileKind.file || kind === FileKind.directory) return;
+    if (write) throw new CairnError('EPERM', `user.* extended attributes are not allowed on a ${kind}`);
+    throw noXattr(inode.ino, name);
+  }
+
+  private async xattrEntry(kv: KvMap, name: string): Promise<XattrEntryPhys | undefined> {
+    const raw = await kv.get(name);
+    return raw === undefined ? undefined : decodeXattrEntry(raw).entry;
   }
 
   // ---- internals ----
@@ -678,8 +836,14 @@ export class Filesystem implements FileSystemApi {
     assert(inode.phys.nlink > 0, `inode ${inode.ino} already has no links`);
     inode.phys.nlink--;
     inode.phys.ctimeNs = now;
-    if (inode.phys.nlink === 0) await this.store.freeObject(inode.ino);
+    if (inode.phys.nlink === 0) await this.freeInode(inode);
     else await this.saveInode(inode);
+  }
+
+  /** Frees an inode's object and its xattr object, if it has one. */
+  private async freeInode(inode: Inode): Promise<void> {
+    if (inode.phys.xattrObjectId !== 0) await this.store.freeObject(inode.phys.xattrObjectId);
+    await this.store.freeObject(inode.ino);
   }
 
   private entryAdded(parent: Inode, now: bigint): void {
@@ -812,7 +976,7 @@ export class Filesystem implements FileSystemApi {
       for (const { key } of page.entries) {
         const ino = Number(key);
         try {
-          await this.store.freeObject(ino);
+          await this.freeInode(await this.loadInode(ino));
         } catch (error) {
           if (!(error instanceof CairnError && error.code === 'ENOENT')) throw error;
         }

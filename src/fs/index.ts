@@ -10,6 +10,8 @@
  * - Errors are CairnErrors with Linux's codes and, where several apply, Linux's order (rename checks the
  *   source, then "source is an ancestor of the target's directory" (EINVAL), then "target is an
  *   ancestor of the source" (ENOTEMPTY), then kinds (ENOTDIR/EISDIR), then emptiness (ENOTEMPTY)).
+ * - Lookups are hashed: a directory is a kv map (extendible hashing), so a lookup reads the header, one
+ *   pointer-table entry and one leaf at any directory size (large-directory.test.ts counts the reads).
  * - Memory is bounded: a directory is never listed whole (readdir pages over a kv cursor; emptiness is a
  *   one-entry page), a write hands the object layer at most one record per call, and the path helpers
  *   (paths.ts) stream in chunks of at most 1 MiB.
@@ -21,8 +23,20 @@
  *   freed when the file system is opened; empty until open-file tracking exists), "recordsize" → u64 block
  *   size of new regular files, "generation" → u64 next inode generation. u64s are little-endian.
  * - Every file, directory and symlink is one object whose bonus buffer starts with an InodePhys (inode.ts:
- *   magic, version, mode, uid, gid, nlink, size, atime/mtime/ctime/birthtime in ns, generation, parent,
- *   flags, xattr object id).
+ *   magic, version, mode, uid, gid, nlink, size, atime/mtime/ctime/birthtime as signed 64-bit ns,
+ *   generation, parent, flags, xattr object id). Times are kept in ns end to end: setattr stores the
+ *   caller's exact values, nothing rounds them to µs or s.
+ * - Extended attributes live in the inode's xattr object (InodePhys xattr ≠ 0), an ObjectType.kv map made
+ *   by the first setxattr and freed by the removexattr of the last attribute and with the inode (the last
+ *   unlink, rmdir, or a rename over it), so an inode without attributes costs no object. Its keys are
+ *   the attribute names; each value is an XattrEntryPhys (xattr.ts: u8 format, u32 LE length, then the
+ *   value inline when it fits a kv value). A larger value (up to Linux's 64 KiB) is split into 1 KiB
+ *   chunks under "<name>\0<index>" in the same map: NUL never occurs in a name, so listxattr skips those
+ *   keys, and a value never needs an object of its own. Limits and errors are Linux's: names of 1-255
+ *   bytes (ERANGE) with a user./trusted./security./system. prefix (EOPNOTSUPP; a bare prefix is EINVAL),
+ *   values ≤ 64 KiB (E2BIG), a listing ≤ 64 KiB (E2BIG), user.* only on files and directories (EPERM /
+ *   ENODATA). Permission checks (trusted.* needs CAP_SYS_ADMIN) belong to the frontends that know the
+ *   caller. Reads of attributes take the lock, since a chunked value spans several kv entries.
  * - A directory is a kv map (ObjectType.directory): name → 9 bytes (u64 LE object id, u8 kind: 1 file,
  *   2 directory, 3 symlink). "." and ".." are not stored: "." is the directory, ".." its inode's parent
  *   (the root is its own parent). size = entries + 2 and nlink = 2 + subdirectories, as in ZFS.
@@ -55,6 +69,7 @@ export {
   RECORD_SIZE_DEFAULT_BYTES,
   SYMLINK_TARGET_SIZE_MAX_BYTES,
   validateName,
+  FILE_SIZE_MAX_BYTES,
   type FilesystemCreateOptions,
   type FilesystemOpenOptions,
   type StatfsFigures,
@@ -71,4 +86,10 @@ export {
   type ListedEntry,
 } from './paths.js';
 export { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './inode.js';
+export {
+  XATTR_LIST_SIZE_MAX_BYTES,
+  XATTR_NAME_SIZE_MAX_BYTES,
+  XATTR_NAMESPACES,
+  XATTR_SIZE_MAX_BYTES,
+} from './xattr.js';
 export * from './types.js';

@@ -12,14 +12,14 @@
  *       16    4 gid
  *       20    4 nlink
  *       24    8 size         bytes (directories: entries + 2, as ZFS reports)
- *       32    8 atime        ns since the epoch
- *       40    8 mtime
- *       48    8 ctime
- *       56    8 birthtime
+ *       32    8 atime        ns since the epoch, signed (before 1970 is negative; 1677 to 2262)
+ *       40    8 mtime        ns, signed
+ *       48    8 ctime        ns, signed
+ *       56    8 birthtime    ns, signed
  *       64    8 generation   distinguishes a reused object id (NFS/FUSE handles)
  *       72    8 parent       object id of the parent directory (directories: the one parent)
  *       80    8 flags        INODE_FLAG_* bits
- *       88    8 xattr        object id of the xattr directory, 0 = none
+ *       88    8 xattr        object id of the xattr object (a kv map, xattr.ts), 0 = none
  *       96    -             (symlinks only) the target, when it fits in the bonus
  */
 import { BONUS_SIZE_MAX_BYTES } from '../objects/types.js';
@@ -71,10 +71,10 @@ export function encodeInode(inode: InodePhys, extra?: Buffer): Buffer {
   out.writeUInt32LE(inode.gid >>> 0, 16);
   out.writeUInt32LE(inode.nlink >>> 0, 20);
   out.writeBigUInt64LE(BigInt(inode.sizeBytes), 24);
-  out.writeBigUInt64LE(inode.atimeNs, 32);
-  out.writeBigUInt64LE(inode.mtimeNs, 40);
-  out.writeBigUInt64LE(inode.ctimeNs, 48);
-  out.writeBigUInt64LE(inode.birthtimeNs, 56);
+  out.writeBigInt64LE(inode.atimeNs, 32);
+  out.writeBigInt64LE(inode.mtimeNs, 40);
+  out.writeBigInt64LE(inode.ctimeNs, 48);
+  out.writeBigInt64LE(inode.birthtimeNs, 56);
   out.writeBigUInt64LE(inode.generation, 64);
   out.writeBigUInt64LE(BigInt(inode.parentIno), 72);
   out.writeBigUInt64LE(inode.flags, 80);
@@ -96,10 +96,10 @@ export function decodeInode(bonus: Buffer): InodePhys | undefined {
     gid: bonus.readUInt32LE(16),
     nlink: bonus.readUInt32LE(20),
     sizeBytes: Number(bonus.readBigUInt64LE(24)),
-    atimeNs: bonus.readBigUInt64LE(32),
-    mtimeNs: bonus.readBigUInt64LE(40),
-    ctimeNs: bonus.readBigUInt64LE(48),
-    birthtimeNs: bonus.readBigUInt64LE(56),
+    atimeNs: bonus.readBigInt64LE(32),
+    mtimeNs: bonus.readBigInt64LE(40),
+    ctimeNs: bonus.readBigInt64LE(48),
+    birthtimeNs: bonus.readBigInt64LE(56),
     generation: bonus.readBigUInt64LE(64),
     parentIno: Number(bonus.readBigUInt64LE(72)),
     flags: bonus.readBigUInt64LE(80),

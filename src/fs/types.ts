@@ -2,7 +2,7 @@
  * Contract of the POSIX layer (OpenZFS ZPL): an inode-based file system on one ObjectStore, the shape
  * FUSE and the file-operations translators need later. Inode numbers are object ids. Paths are a
  * convenience on top (resolvePath). Errors are CairnErrors: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY,
- * ENAMETOOLONG, EINVAL, ENOSPC.
+ * ENAMETOOLONG, EINVAL, ENOSPC; the xattr calls add ENODATA, E2BIG, ERANGE, EOPNOTSUPP and EPERM.
  */
 
 export const FileKind = { file: 'file', directory: 'directory', symlink: 'symlink' } as const;
@@ -48,6 +48,14 @@ export interface CreateOptions {
   gid?: number;
 }
 
+/** setxattr flags (XATTR_CREATE, XATTR_REPLACE); neither: create or replace. */
+export interface SetXattrFlags {
+  /** Fail with EEXIST when the attribute exists. */
+  create?: boolean;
+  /** Fail with ENODATA when the attribute does not exist. */
+  replace?: boolean;
+}
+
 export interface FileSystemApi {
   readonly rootIno: number;
   lookup(parentIno: number, name: string): Promise<Stat>;
@@ -71,4 +79,15 @@ export interface FileSystemApi {
   /** Resolves an absolute path ("/a/b") to its inode, following no symlink in the last component. */
   resolvePath(path: string): Promise<Stat>;
   statfs(): Promise<{ totalBytes: number; freeBytes: number; availableBytes: number; files: number }>;
+  /**
+   * Extended attributes, with Linux's rules: a name is 1-255 bytes (else ERANGE) in the user., trusted.,
+   * security. or system. namespace (else EOPNOTSUPP; a bare prefix is EINVAL), a value at most 64 KiB
+   * (else E2BIG). user.* attributes exist only on files and directories (EPERM to set one elsewhere,
+   * ENODATA to read one). Setting or removing one changes ctime.
+   */
+  getxattr(ino: number, name: string): Promise<Buffer>;
+  setxattr(ino: number, name: string, value: Buffer, flags?: SetXattrFlags): Promise<void>;
+  /** Names of the inode's attributes, sorted; E2BIG when they exceed 64 KiB (XATTR_LIST_MAX) in all. */
+  listxattr(ino: number): Promise<string[]>;
+  removexattr(ino: number, name: string): Promise<void>;
 }
