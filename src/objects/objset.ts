@@ -88,6 +88,12 @@ interface ObjectState {
   prefetchedTo?: number;
 }
 
+/** What changedObjects read: blocks of this set's meta-dnode tree, and blocks of the older set's. */
+export interface ChangedObjectsCounters {
+  blocksVisited: number;
+  olderBlocksRead: number;
+}
+
 const DATA_TYPES: ReadonlySet<number> = new Set([ObjectType.plainFile, ObjectType.volume]);
 
 export class ObjectSet implements ObjectStore {
@@ -643,6 +649,77 @@ export class ObjectSet implements ObjectStore {
     this.env.freeBlock(bp);
   }
 
+  // ---- diff ----------------------------------------------------------------------------------------
+
+  /**
+   * Ids of the objects whose dnode differs between this object set and `older`, an earlier version of
+   * it whose blocks are all born at or before sinceTxg (a snapshot taken in that txg), ascending, each
+   * once (OpenZFS's dmu_diff). Only meta-dnode blocks born after sinceTxg are read: copy-on-write gives
+   * a changed dnode a new block and new parents up to the root, while an unchanged subtree keeps its
+   * old pointer and birth, so the cost follows what changed, not the size of the set. Within a changed
+   * block each 512-byte record is compared with older's record of the same id (equal bytes: unchanged),
+   * and a range punched to a hole reports every object older had there. Objects changed since this
+   * set's last sync (still in memory) are included without comparison; the caller compares contents.
+   * Assumes neither set syncs while it runs (snapshots, or a live set between syncs).
+   */
+  async *changedObjects(sinceTxg: number, older: ObjectSet, counters?: ChangedObjectsCounters): AsyncGenerator<number> {
+    // Pending ids are taken now: the synced walk below sees the tree of the last sync.
+    const pending = [...this.dirty.keys()].sort((a, b) => a - b);
+    let next = 0;
+    const root = this.meta.dn.rootBp;
+    for await (const id of this.changedInTree(root, this.meta.dn.nlevels - 1, 0, sinceTxg, older, counters)) {
+      while (next < pending.length && (pending[next] as number) < id) yield pending[next++] as number;
+      if (pending[next] === id) next++;
+      yield id;
+    }
+    while (next < pending.length) yield pending[next++] as number;
+  }
+
+  /** changedObjects for the meta-dnode subtree under bp, whose first level-0 block is firstBlkid. */
+  private async *changedInTree(
+    bp: BlockPointer, level: number, firstBlkid: number, sinceTxg: number, older: ObjectSet, counters: ChangedObjectsCounters | undefined,
+  ): AsyncGenerator<number> {
+    if (bp.birthTxg <= sinceTxg) return;
+    const dnodesPerBlock = META_DNODE_BLOCK_SIZE_BYTES / DNODE_SIZE_BYTES;
+    if (isHole(bp)) {
+      // Punched after sinceTxg: every object older had in the range is gone.
+      const endBlkid = Math.min(firstBlkid + POINTERS_PER_INDIRECT ** level, older.meta.dn.maxBlockId);
+      for (let blkid = firstBlkid; blkid < endBlkid; blkid++) {
+        const was = await older.metaBlockForDiff(blkid, counters);
+        if (was === null) continue;
+        for (let slot = 0; slot * DNODE_SIZE_BYTES < was.length; slot++) {
+          if (was.readUInt8(slot * DNODE_SIZE_BYTES) !== 0) yield blkid * dnodesPerBlock + slot;
+        }
+      }
+      return;
+    }
+    const block = await this.env.readBlock(bp);
+    if (counters) counters.blocksVisited++;
+    if (level > 0) {
+      const span = POINTERS_PER_INDIRECT ** (level - 1);
+      for (let slot = 0; slot < POINTERS_PER_INDIRECT; slot++) {
+        const at = slot * BLKPTR_SIZE_BYTES;
+        // Birth first: an unchanged child is skipped without decoding its pointer.
+        if (Number(block.readBigUInt64LE(at + 64)) <= sinceTxg) continue;
+        yield* this.changedInTree(decodeBlockPointer(block, at), level - 1, firstBlkid + slot * span, sinceTxg, older, counters);
+      }
+      return;
+    }
+    const was = await older.metaBlockForDiff(firstBlkid, counters);
+    const slots = Math.max(block.length, was?.length ?? 0) / DNODE_SIZE_BYTES;
+    for (let slot = 0; slot < slots; slot++) {
+      if (!sameDnodeRecord(block, was, slot * DNODE_SIZE_BYTES)) yield firstBlkid * dnodesPerBlock + slot;
+    }
+  }
+
+  /** Level-0 block blkid of the meta-dnode's synced tree, or null for a hole or past its end. */
+  private async metaBlockForDiff(blkid: number, counters: ChangedObjectsCounters | undefined): Promise<Buffer | null> {
+    const bp = await this.blockPointerOf(this.meta.dn, 0, blkid);
+    if (bp === null || isHole(bp)) return null;
+    if (counters) counters.olderBlocksRead++;
+    return this.env.readBlock(bp);
+  }
+
   // ---- traversal (scrub, resilver) -----------------------------------------------------------------
 
   /**
@@ -680,6 +757,20 @@ export class ObjectSet implements ObjectStore {
       if (!isHole(child)) await this.traverseTree(child, level - 1, visit, onData, minBirthTxg);
     }
   }
+}
+
+function sameDnodeRecord(a: Buffer, b: Buffer | null, at: number): boolean {
+  const end = at + DNODE_SIZE_BYTES;
+  const aEnd = Math.min(end, a.length);
+  const bEnd = b === null ? at : Math.min(end, b.length);
+  // Bytes past a block's end read as zero (a free slot).
+  if (aEnd > at && bEnd > at && aEnd === bEnd && b !== null) return a.compare(b, at, bEnd, at, aEnd) === 0;
+  for (let i = at; i < end; i++) {
+    const x = i < aEnd ? (a[i] as number) : 0;
+    const y = b !== null && i < bEnd ? (b[i] as number) : 0;
+    if (x !== y) return false;
+  }
+  return true;
 }
 
 function isPowerOfTwo(n: number): boolean {
