@@ -237,6 +237,8 @@ class PathResolver {
 export interface FormatDiffOptions {
   /** zfs diff -F: a column with the file type ('F' file, '/' directory, '@' symlink). */
   classify?: boolean;
+  /** zfs diff -h: paths as they are, without escaping. Default true. */
+  escape?: boolean;
 }
 
 const KIND_SYMBOL: Record<FileKind, string> = { file: 'F', directory: '/', symlink: '@' };
@@ -248,8 +250,9 @@ const KIND_SYMBOL: Record<FileKind, string> = { file: 'F', directory: '/', symli
  */
 export function formatDiffEntry(entry: DiffEntry, options: FormatDiffOptions = {}): string {
   const head = options.classify ? `${entry.change}\t${KIND_SYMBOL[entry.kind]}\t` : `${entry.change}\t`;
-  const path = escapeDiffPath(entry.path);
-  return entry.change === 'R' && entry.newPath !== undefined ? `${head}${path} -> ${escapeDiffPath(entry.newPath)}` : `${head}${path}`;
+  const show = options.escape === false ? (p: string) => p : escapeDiffPath;
+  const path = show(entry.path);
+  return entry.change === 'R' && entry.newPath !== undefined ? `${head}${path} -> ${show(entry.newPath)}` : `${head}${path}`;
 }
 
 export function escapeDiffPath(path: string): string {
