@@ -38,7 +38,7 @@ export type DiffChange = '+' | '-' | 'M' | 'R';
 export interface DiffEntry {
   change: DiffChange;
   kind: FileKind;
-  /** The path in the older version ('-', 'R'; 'M' of a link count change), else in the newer one. */
+  /** The path in the older version for '-', 'R' and a link count increase ('M'); else in the newer one. */
   path: string;
   /** 'R' only: the path in the newer version. */
   newPath?: string;
@@ -74,6 +74,12 @@ interface Judged {
   after: InodePhys | undefined;
 }
 
+/**
+ * What changed from `from` (a snapshot, taken in txg from.txg) to `to` (a later snapshot or clone of the
+ * same file system, or the live one, unsynced changes included), as `zfs diff` reports it, in ascending
+ * object id order. Not checked: that `from` really is an earlier version of `to` (the caller, like zfs,
+ * must refuse unrelated snapshots), and that `to` does not change while the diff runs.
+ */
 export async function* diffFilesystems(from: DiffFromSide, to: DiffSide, options: DiffOptions = {}): AsyncGenerator<DiffEntry> {
   const older = new PathResolver(from);
   const newer = new PathResolver(to);
