@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -202,12 +202,14 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Seeded pseudo-random bytes: AES-128-CTR keyed from the seed, several times faster than Random.fill. */
 async function writeRandomFile(path: string, sizeBytes: number, random: Random): Promise<void> {
+  const keystream = createCipheriv('aes-128-ctr', random.bytes(16), random.bytes(16));
+  const zeroes = Buffer.alloc(MiB);
   const handle = await open(path, 'w');
   try {
-    const buf = Buffer.allocUnsafe(MiB);
-    for (let doneBytes = 0; doneBytes < sizeBytes; doneBytes += buf.length) {
-      random.fill(buf);
+    for (let doneBytes = 0; doneBytes < sizeBytes; doneBytes += zeroes.length) {
+      const buf = keystream.update(zeroes);
       await handle.write(buf, 0, buf.length, doneBytes);
     }
   } finally {
@@ -763,6 +765,72 @@ describe('NBD server', () => {
     } finally {
       openGate();
       await cappedServer.close();
+    }
+  });
+
+  test('a client that never reads its replies stops being served once the cap is reached', async () => {
+    const inFlightBytesMax = 2 * MiB;
+    const requestBytes = MiB;
+    const memory = new MemoryExport('mem', 4 * MiB);
+    memory.data.fill(0x61);
+    const counted = new InstrumentedExport(memory);
+    // A function source: consulted at each option, so exports may change while serving.
+    const stingyServer = new NbdServer({ exports: () => new Map([['mem', counted]]), inFlightBytesMax });
+    const address = await stingyServer.listen({ host: '127.0.0.1', port: 0 });
+    assert.ok('port' in address);
+    try {
+      const { client } = await openExport(address.port, 'mem');
+      client.socket.pause(); // read nothing: replies pile up in the kernel, then in the server
+      const requestCount = 96; // 96 MiB of read replies
+      for (let handle = 0; handle < requestCount; handle++) {
+        client.write(encodeRequest(NBD_CMD_READ, handle, (handle % 4) * requestBytes, requestBytes));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      // The loopback socket buffers hold some megabytes; beyond that the server must stop reading.
+      assert.ok(counted.calls.read < requestCount / 2, `${counted.calls.read} reads served to a client reading nothing`);
+      client.socket.resume();
+      for (let i = 0; i < requestCount; i++) {
+        const reply = await readSimpleReply(client);
+        assert.equal(reply.error, 0);
+        const data = await client.read(requestBytes);
+        assert.equal(data[requestBytes - 1], 0x61);
+      }
+      assert.equal(counted.calls.read, requestCount);
+      client.destroy();
+    } finally {
+      await stingyServer.close();
+    }
+  });
+
+  test('a client silent in the handshake is dropped after the timeout; listen on a busy port fails cleanly', async () => {
+    const impatient = new NbdServer({ exports: new Map(), handshakeTimeoutMs: 100 });
+    const address = await impatient.listen({ host: '127.0.0.1', port: 0 });
+    assert.ok('port' in address);
+    try {
+      const client = await RawClient.connect(address.port);
+      await client.read(18);
+      const startedMs = Date.now();
+      await client.closed;
+      assert.ok(Date.now() - startedMs < 5_000);
+      const second = new NbdServer({ exports: new Map() });
+      await assert.rejects(second.listen({ host: '127.0.0.1', port: address.port }), /EADDRINUSE/);
+      await second.close();
+    } finally {
+      await impatient.close();
+    }
+  });
+
+  test('serves on a Unix socket', async (t) => {
+    const nbdinfo = await findBinary('nbdinfo');
+    if (nbdinfo === undefined) return t.skip('nbdinfo not installed (Debian package libnbd-bin)');
+    const socketPath = join(dir, 'nbd.sock');
+    const unixServer = new NbdServer({ exports: new Map([['mem', new MemoryExport('mem', 3 * MiB)]]) });
+    assert.deepEqual(await unixServer.listen({ path: socketPath }), { path: socketPath });
+    try {
+      const { stdout } = await run(nbdinfo, ['--size', `nbd+unix:///mem?socket=${socketPath}`]);
+      assert.equal(Number(stdout.trim()), 3 * MiB);
+    } finally {
+      await unixServer.close();
     }
   });
 

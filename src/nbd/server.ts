@@ -156,9 +156,12 @@ export class NbdServer {
     const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (error) => {
+        this.server = undefined;
+        reject(error);
+      });
       const onListening = (): void => {
-        server.off('error', reject);
+        server.removeAllListeners('error');
         resolve();
       };
       if ('path' in where) server.listen(where.path, onListening);
