@@ -130,7 +130,7 @@ export class Pool implements PoolHandle {
       freeBlock: (bp) => this.freeBlock(bp),
       hold: (fn) => this.hold(fn),
       dirtyBytesChanged: (delta) => this.gate.dirtyBytesChanged(delta),
-      reserveSpace: (bytes, copies) => this.reserveSpace(bytes, copies),
+      reserveSpace: (bytes, copies) => this.reserveSpace(bytes, copies, 0),
     };
   }
 
@@ -149,6 +149,9 @@ export class Pool implements PoolHandle {
       env: this.env,
       policy: () => this.datasetPolicy(),
       statfs: () => this.statfs(),
+      availableBytes: () => Math.max(0, this.allocator.space().freeBytes - this.slopBytes()),
+      reserveSpace: (bytes, copies, heldBytes) => this.reserveSpace(bytes, copies, heldBytes),
+      sync: () => this.sync(),
       openTxg: () => this.txg + 1,
       hold: (fn) => this.hold(fn),
       syncTask: (check, fn) => this.syncTask(check, fn),
@@ -331,15 +334,20 @@ export class Pool implements PoolHandle {
    * in the free space minus the slop (1/32 of the pool, at least 4 MiB). The slop is left for metadata,
    * so deleting files still works on a full pool.
    */
-  private reserveSpace(bytes: number, copies: number): void {
+  private reserveSpace(bytes: number, copies: number, heldBytes: number): void {
     const space = this.allocator.space();
-    const slopBytes = Math.max(space.sizeBytes / 32, 4 * 1024 * 1024);
+    const slopBytes = this.slopBytes() + heldBytes;
     let inflation = 1;
     for (const v of this.vdevs) inflation = Math.max(inflation, v.allocatedSize(128 * 1024) / (128 * 1024));
     const neededBytes = (this.gate.dirtyBytes + bytes) * copies * inflation * 1.02;
     if (space.freeBytes - slopBytes < neededBytes) {
       throw new CairnError('ENOSPC', `pool '${this.name}' is out of space`, { freeBytes: space.freeBytes });
     }
+  }
+
+  /** Kept free for metadata, so deleting files still works on a full pool. */
+  private slopBytes(): number {
+    return Math.max(this.allocator.space().sizeBytes / 32, 4 * 1024 * 1024);
   }
 
   hold<T>(fn: () => Promise<T>): Promise<T> {
