@@ -24,6 +24,7 @@
  */
 import { BONUS_SIZE_MAX_BYTES } from '../objects/types.js';
 import { CairnError } from '../util/errors.js';
+import { assert } from '../util/assert.js';
 
 export const INODE_MAGIC = 0x4c505a43;
 export const INODE_VERSION = 1;
@@ -57,54 +58,85 @@ export interface InodePhys {
   xattrObjectId: number;
 }
 
-/** Encodes the inode, followed by extra bytes (an inline symlink target) when given. */
+/**
+ * Encodes the inode, followed by extra bytes (an inline symlink target) when given. Written through a
+ * DataView: Buffer's writeBig(U)Int64LE is plain JavaScript with range checks and costs several times
+ * more, and every create, write and setattr encodes at least one inode.
+ */
 export function encodeInode(inode: InodePhys, extra?: Buffer): Buffer {
   const extraBytes = extra?.length ?? 0;
   if (INODE_SIZE_BYTES + extraBytes > BONUS_SIZE_MAX_BYTES) {
     throw new CairnError('EINVAL', `inode bonus of ${INODE_SIZE_BYTES + extraBytes} bytes is too large`);
   }
   const out = Buffer.alloc(INODE_SIZE_BYTES + extraBytes);
-  out.writeUInt32LE(INODE_MAGIC, 0);
-  out.writeUInt8(INODE_VERSION, 4);
-  out.writeUInt32LE(inode.mode >>> 0, 8);
-  out.writeUInt32LE(inode.uid >>> 0, 12);
-  out.writeUInt32LE(inode.gid >>> 0, 16);
-  out.writeUInt32LE(inode.nlink >>> 0, 20);
-  out.writeBigUInt64LE(BigInt(inode.sizeBytes), 24);
-  out.writeBigInt64LE(inode.atimeNs, 32);
-  out.writeBigInt64LE(inode.mtimeNs, 40);
-  out.writeBigInt64LE(inode.ctimeNs, 48);
-  out.writeBigInt64LE(inode.birthtimeNs, 56);
-  out.writeBigUInt64LE(inode.generation, 64);
-  out.writeBigUInt64LE(BigInt(inode.parentIno), 72);
-  out.writeBigUInt64LE(inode.flags, 80);
-  out.writeBigUInt64LE(BigInt(inode.xattrObjectId), 88);
+  const view = new DataView(out.buffer, out.byteOffset, INODE_SIZE_BYTES);
+  view.setUint32(0, INODE_MAGIC, true);
+  view.setUint8(4, INODE_VERSION);
+  view.setUint32(8, inode.mode >>> 0, true);
+  view.setUint32(12, inode.uid >>> 0, true);
+  view.setUint32(16, inode.gid >>> 0, true);
+  view.setUint32(20, inode.nlink >>> 0, true);
+  setU64(view, 24, inode.sizeBytes);
+  // setBigInt64 wraps instead of throwing: check the range here so a bad time is never stored.
+  view.setBigInt64(32, checkedTime(inode.atimeNs), true);
+  view.setBigInt64(40, checkedTime(inode.mtimeNs), true);
+  view.setBigInt64(48, checkedTime(inode.ctimeNs), true);
+  view.setBigInt64(56, checkedTime(inode.birthtimeNs), true);
+  view.setBigUint64(64, BigInt.asUintN(64, inode.generation), true);
+  setU64(view, 72, inode.parentIno);
+  view.setBigUint64(80, BigInt.asUintN(64, inode.flags), true);
+  setU64(view, 88, inode.xattrObjectId);
   if (extra !== undefined) extra.copy(out, INODE_SIZE_BYTES);
   return out;
 }
 
 /** Decodes a bonus buffer; undefined when it is not an inode (wrong magic, too short). */
 export function decodeInode(bonus: Buffer): InodePhys | undefined {
-  if (bonus.length < INODE_SIZE_BYTES || bonus.readUInt32LE(0) !== INODE_MAGIC) return undefined;
-  const version = bonus.readUInt8(4);
+  if (bonus.length < INODE_SIZE_BYTES) return undefined;
+  const view = new DataView(bonus.buffer, bonus.byteOffset, INODE_SIZE_BYTES);
+  if (view.getUint32(0, true) !== INODE_MAGIC) return undefined;
+  const version = view.getUint8(4);
   if (version !== INODE_VERSION) {
     throw new CairnError('EVERSION', `inode version ${version} is not supported (this build reads ${INODE_VERSION})`);
   }
   return {
-    mode: bonus.readUInt32LE(8),
-    uid: bonus.readUInt32LE(12),
-    gid: bonus.readUInt32LE(16),
-    nlink: bonus.readUInt32LE(20),
-    sizeBytes: Number(bonus.readBigUInt64LE(24)),
-    atimeNs: bonus.readBigInt64LE(32),
-    mtimeNs: bonus.readBigInt64LE(40),
-    ctimeNs: bonus.readBigInt64LE(48),
-    birthtimeNs: bonus.readBigInt64LE(56),
-    generation: bonus.readBigUInt64LE(64),
-    parentIno: Number(bonus.readBigUInt64LE(72)),
-    flags: bonus.readBigUInt64LE(80),
-    xattrObjectId: Number(bonus.readBigUInt64LE(88)),
+    mode: view.getUint32(8, true),
+    uid: view.getUint32(12, true),
+    gid: view.getUint32(16, true),
+    nlink: view.getUint32(20, true),
+    sizeBytes: getU64(view, 24),
+    atimeNs: view.getBigInt64(32, true),
+    mtimeNs: view.getBigInt64(40, true),
+    ctimeNs: view.getBigInt64(48, true),
+    birthtimeNs: view.getBigInt64(56, true),
+    generation: view.getBigUint64(64, true),
+    parentIno: getU64(view, 72),
+    flags: view.getBigUint64(80, true),
+    xattrObjectId: getU64(view, 88),
   };
+}
+
+const TWO_POW_32 = 2 ** 32;
+const TIME_NS_MIN = -(2n ** 63n);
+const TIME_NS_MAX = 2n ** 63n - 1n;
+
+/** A u64 field holding a safe integer (size, object ids), as two u32 halves: no BigInt on the way. */
+function setU64(view: DataView, offset: number, value: number): void {
+  assert(Number.isSafeInteger(value) && value >= 0, `inode field ${value} is not a u64 safe integer`);
+  view.setUint32(offset, value % TWO_POW_32, true);
+  view.setUint32(offset + 4, Math.floor(value / TWO_POW_32), true);
+}
+
+function getU64(view: DataView, offset: number): number {
+  const high = view.getUint32(offset + 4, true);
+  // Past 2^53 a Number would round: refuse rather than hand out a wrong size or id.
+  if (high >= 2 ** 21) throw new CairnError('EIO', `inode field at byte ${offset} exceeds 2^53`);
+  return high * TWO_POW_32 + view.getUint32(offset, true);
+}
+
+function checkedTime(timeNs: bigint): bigint {
+  assert(timeNs >= TIME_NS_MIN && timeNs <= TIME_NS_MAX, `time ${timeNs} ns is outside signed 64 bits`);
+  return timeNs;
 }
 
 /** Directory entry value: object id u64 LE, then the kind byte (DIRENT_KIND_*). */
