@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { prepareHome, processAlive, readPid } from './home.js';
 import type { CairnHome } from './home.js';
-import { API_PREFIX, ERROR_TRAILER, FILE_ENDPOINT, JSON_BODY_BYTES_MAX } from './protocol.js';
+import { API_PREFIX, ERROR_TRAILER, FILE_ENDPOINT, JSON_BODY_BYTES_MAX, VOLUME_ENDPOINT } from './protocol.js';
 import type { ApiResponse, DaemonInfo, Verb, VerbArgs, VerbResult, WireError } from './protocol.js';
 
 /** bin/cairn.js names it, since the CLI may run from a transpiled copy elsewhere. */
@@ -31,18 +31,34 @@ export class DaemonClient {
     return readJsonResponse<VerbResult<V>>(response);
   }
 
-  /** Streams source into pool:path (created or truncated); resolves with the bytes written. */
-  async putFile(pool: string, path: string, source: Readable, modeBits?: number): Promise<number> {
-    const query = new URLSearchParams({ pool, path });
+  /** Streams source into dataset:path (created or truncated); resolves with the bytes written. */
+  async putFile(dataset: string, path: string, source: Readable, modeBits?: number): Promise<number> {
+    const query = new URLSearchParams({ dataset, path });
     if (modeBits !== undefined) query.set('mode', (modeBits & 0o7777).toString(8));
     const response = await this.send('PUT', `${FILE_ENDPOINT}?${query.toString()}`, source);
     return (await readJsonResponse<{ sizeBytes: number }>(response)).sizeBytes;
   }
 
-  /** The chunks of pool:path; throws at the end if the daemon reported a failure mid-stream. */
-  async getFile(pool: string, path: string): Promise<AsyncIterable<Buffer>> {
-    const query = new URLSearchParams({ pool, path });
+  /** The chunks of dataset:path; throws at the end if the daemon reported a failure mid-stream. */
+  async getFile(dataset: string, path: string): Promise<AsyncIterable<Buffer>> {
+    const query = new URLSearchParams({ dataset, path });
     const response = await this.send('GET', `${FILE_ENDPOINT}?${query.toString()}`, null);
+    if (response.statusCode !== 200) return readJsonResponse<never>(response);
+    return checkedBody(response);
+  }
+
+  /** Streams source into a volume from offsetBytes; resolves (once durable) with the bytes written. */
+  async putVolume(dataset: string, offsetBytes: number, source: Readable): Promise<number> {
+    const query = new URLSearchParams({ dataset, offset: String(offsetBytes) });
+    const response = await this.send('PUT', `${VOLUME_ENDPOINT}?${query.toString()}`, source);
+    return (await readJsonResponse<{ sizeBytes: number }>(response)).sizeBytes;
+  }
+
+  /** A volume's bytes from offsetBytes, lengthBytes of them (or to the end), cut at the volume's end. */
+  async getVolume(dataset: string, offsetBytes: number, lengthBytes?: number): Promise<AsyncIterable<Buffer>> {
+    const query = new URLSearchParams({ dataset, offset: String(offsetBytes) });
+    if (lengthBytes !== undefined) query.set('length', String(lengthBytes));
+    const response = await this.send('GET', `${VOLUME_ENDPOINT}?${query.toString()}`, null);
     if (response.statusCode !== 200) return readJsonResponse<never>(response);
     return checkedBody(response);
   }

@@ -1,5 +1,5 @@
 /**
- * Path-level file operations the daemon serves (cp, cat, ls, mkdir, rm) on a pool's FileSystemApi, on
+ * Path-level file operations the daemon serves (cp, cat, ls, mkdir, rm, mv, ln, chmod) on a dataset's FileSystemApi, on
  * top of fs/paths.ts. Two are the daemon's own: reading yields chunks (so the HTTP answer can start only
  * once the first read has worked, and report a later failure in its trailer), and listing pages with a
  * cursor the client carries between requests. A file moves in chunks of at most STREAM_CHUNK_BYTES, a
@@ -22,13 +22,16 @@ const FS_MESSAGES: Partial<Record<string, string>> = {
   ENOTEMPTY: 'directory not empty',
   ENAMETOOLONG: 'file name too long',
   ENOSPC: 'out of space',
+  EROFS: 'read-only file system',
+  EXDEV: 'cross-device link',
+  EPERM: 'operation not permitted',
 };
 
-/** Rewrites a file-system error as "tank:/a/b: no such file or directory", keeping its code. */
-export function fsError(error: unknown, pool: string, path: string): unknown {
+/** Rewrites a file-system error as "tank/home:/a/b: no such file or directory", keeping its code. */
+export function fsError(error: unknown, dataset: string, path: string): unknown {
   if (!isCairnError(error)) return error;
   const reason = FS_MESSAGES[error.code] ?? error.message;
-  return new CairnError(error.code, `${pool}:${path}: ${reason}`, error.data);
+  return new CairnError(error.code, `${dataset}:${path}: ${reason}`, error.data);
 }
 
 /** "/a/b/../c/" → "/a/c"; the path must be absolute. */
@@ -166,4 +169,35 @@ export async function* readFileChunks(fs: FileSystemApi, path: string): AsyncGen
     yield chunk;
     if (chunk.length < STREAM_CHUNK_BYTES) return;
   }
+}
+
+/** mv within one dataset (the caller refuses a move across datasets with EXDEV). */
+export async function renamePath(fs: FileSystemApi, path: string, toPath: string): Promise<void> {
+  const from = await resolveParent(fs, path);
+  const to = await resolveParent(fs, toPath);
+  await fs.rename(from.parent.ino, from.name, to.parent.ino, to.name);
+}
+
+/** ln: a hard link at toPath to the (non-directory) file at path. */
+export async function linkPath(fs: FileSystemApi, path: string, toPath: string): Promise<Stat> {
+  const existing = await fs.resolvePath(normalizePath(path));
+  if (existing.kind === 'directory') throw new CairnError('EPERM', `${path}: hard link not allowed for directory`);
+  const to = await resolveParent(fs, toPath);
+  return fs.link(existing.ino, to.parent.ino, to.name);
+}
+
+/** ln -s: path becomes a symlink to target (stored as given, never resolved). */
+export async function symlinkPath(fs: FileSystemApi, path: string, target: string): Promise<Stat> {
+  if (target === '') throw new CairnError('EINVAL', 'symlink target is empty');
+  const at = await resolveParent(fs, path);
+  return fs.symlink(at.parent.ino, at.name, target);
+}
+
+/** chmod: permission bits of what path names, following a final symlink as chmod(2) does. */
+export async function chmodPath(fs: FileSystemApi, path: string, modeBits: number): Promise<Stat> {
+  if (!Number.isInteger(modeBits) || modeBits < 0 || modeBits > 0o7777) {
+    throw new CairnError('EINVAL', `bad mode '${modeBits.toString(8)}'`);
+  }
+  const stat = await resolvePathFollow(fs, normalizePath(path));
+  return fs.setattr(stat.ino, { mode: modeBits });
 }

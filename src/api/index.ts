@@ -15,10 +15,14 @@ export { cairnHome, prepareHome, processAlive, readPid, type CairnHome } from '.
 export type {
   ApiResponse,
   DaemonInfo,
+  DatasetRow,
+  DatasetSelection,
   PoolIostat,
   Verb,
   VerbArgs,
   VerbResult,
+  WireDestroyResult,
   WireDirEntry,
+  WireProperty,
   WireStat,
 } from './protocol.js';

@@ -1,19 +1,26 @@
 /**
  * The daemon API on its Unix socket: POST /v1/<verb> with a JSON object body answers
  * { ok: true, result } or { ok: false, error: CairnError.toWire() }; file data streams as the body of
- * PUT / GET /v1/file?pool=P&path=/x (never buffered whole). A GET reports an error that happens after
- * the first byte in the X-Cairn-Error trailer, so a truncated download is never mistaken for a file.
+ * PUT / GET /v1/file?dataset=D&path=/x, and a volume's bytes as the body of
+ * PUT /v1/volume?dataset=D&offset=N and GET /v1/volume?dataset=D&offset=N&length=L (never buffered
+ * whole). A GET reports an error that happens after the first byte in the X-Cairn-Error trailer, so a
+ * truncated download is never mistaken for a file.
+ *
+ * A dataset is named as zfs names it ("tank", "tank/home", "tank/home@monday"); its first component is
+ * the pool. File verbs take a dataset, and a snapshot's files are read-only (EROFS).
  *
  * Every verb declares its argument schema here; the daemon checks each request against it before
  * touching a pool, so a malformed request is an EPROTO/EINVAL answer and never a daemon crash.
  */
 import type { HistoryEntry, ImportablePool, IoStats, PoolSpace, PoolStatus } from '../pool/index.js';
 import type { FileKind, Stat } from '../fs/types.js';
+import type { DatasetType, PropertyValue } from '../dataset/properties.js';
 import { CairnError } from '../util/errors.js';
 import type { ErrorCode } from '../util/errors.js';
 
 export const API_PREFIX = '/v1/';
 export const FILE_ENDPOINT = '/v1/file';
+export const VOLUME_ENDPOINT = '/v1/volume';
 export const ERROR_TRAILER = 'x-cairn-error';
 /** JSON request bodies are small; anything bigger is a protocol error, not a reason to buffer. */
 export const JSON_BODY_BYTES_MAX = 1024 * 1024;
@@ -63,6 +70,37 @@ export interface PoolIostat {
   elapsedMs: number;
 }
 
+/** One property of one dataset as `zfs get` resolves it; the CLI formats value (human or -p). */
+export interface WireProperty {
+  name: string;
+  value: PropertyValue;
+  source: string;
+}
+
+/** A dataset with the properties asked for (all when none were named); a missing one prints '-'. */
+export interface DatasetRow {
+  name: string;
+  type: DatasetType;
+  properties: WireProperty[];
+}
+
+export interface DatasetSelection {
+  /** Datasets named; none: every dataset of every pool (recursively). */
+  names?: string[];
+  recursive?: boolean;
+  /** -d: descend at most this many levels (implies recursive). */
+  depth?: number;
+  /** filesystem | volume | snapshot; default filesystem and volume. */
+  types?: string[];
+  /** Property names; none: all. */
+  properties?: string[];
+}
+
+export interface WireDestroyResult {
+  destroyed: string[];
+  reclaimBytes: number;
+}
+
 export interface VerbTable {
   'daemon.status': { args: Record<string, never>; result: DaemonInfo };
   'daemon.stop': { args: Record<string, never>; result: { pid: number } };
@@ -104,13 +142,60 @@ export interface VerbTable {
   'pool.sync': { args: { names?: string[] }; result: null };
   'pool.history': { args: { name: string }; result: HistoryEntry[] };
   'pool.iostat': { args: { names?: string[] }; result: PoolIostat[] };
-  'fs.stat': { args: { pool: string; path: string }; result: WireStat };
+  'fs.stat': { args: { dataset: string; path: string }; result: WireStat };
   'fs.list': {
-    args: { pool: string; path: string; cursor?: string; limit?: number; long?: boolean };
+    args: { dataset: string; path: string; cursor?: string; limit?: number; long?: boolean };
     result: { directory: boolean; entries: WireDirEntry[]; cursor: string | null };
   };
-  'fs.mkdir': { args: { pool: string; path: string; parents?: boolean; mode?: number }; result: WireStat };
-  'fs.remove': { args: { pool: string; path: string; recursive?: boolean; force?: boolean }; result: null };
+  'fs.mkdir': { args: { dataset: string; path: string; parents?: boolean; mode?: number }; result: WireStat };
+  'fs.remove': { args: { dataset: string; path: string; recursive?: boolean; force?: boolean }; result: null };
+  /** mv; EXDEV when toDataset is another dataset (a rename never copies). */
+  'fs.rename': { args: { dataset: string; path: string; toDataset: string; toPath: string }; result: null };
+  /** ln: a hard link toPath to the existing path, in the same dataset (EXDEV otherwise). */
+  'fs.link': { args: { dataset: string; path: string; toDataset: string; toPath: string }; result: WireStat };
+  /** ln -s: path becomes a symlink holding target (any text). */
+  'fs.symlink': { args: { dataset: string; path: string; target: string }; result: WireStat };
+  /** chmod: permission bits only; follows a symlink as chmod(2) does. */
+  'fs.chmod': { args: { dataset: string; path: string; mode: number }; result: WireStat };
+  'dataset.create': {
+    args: {
+      name: string;
+      parents?: boolean;
+      volsizeBytes?: number;
+      sparse?: boolean;
+      properties?: Record<string, string>;
+      command?: string;
+    };
+    result: null;
+  };
+  'dataset.list': { args: DatasetSelection; result: DatasetRow[] };
+  /** zfs get: as list, but every type by default and each property with its source. */
+  'dataset.get': { args: DatasetSelection; result: DatasetRow[] };
+  'dataset.set': { args: { names: string[]; properties: Record<string, string>; command?: string }; result: null };
+  'dataset.inherit': {
+    args: { names: string[]; property: string; recursive?: boolean; command?: string };
+    result: null;
+  };
+  /** Returns the snapshots made (with -r, those of every descendant too). */
+  'dataset.snapshot': { args: { names: string[]; recursive?: boolean; command?: string }; result: string[] };
+  /** -r destroys the newer snapshots first; returns them. */
+  'dataset.rollback': { args: { name: string; recursive?: boolean; command?: string }; result: string[] };
+  'dataset.clone': {
+    args: { snapshot: string; name: string; parents?: boolean; properties?: Record<string, string>; command?: string };
+    result: null;
+  };
+  'dataset.promote': { args: { name: string; command?: string }; result: null };
+  'dataset.rename': { args: { from: string; to: string; parents?: boolean; command?: string }; result: null };
+  'dataset.hold': { args: { tag: string; names: string[]; recursive?: boolean; command?: string }; result: null };
+  'dataset.release': { args: { tag: string; names: string[]; recursive?: boolean; command?: string }; result: null };
+  'dataset.holds': {
+    args: { names: string[]; recursive?: boolean };
+    result: { name: string; tag: string; createdMs: number }[];
+  };
+  'dataset.destroy': {
+    args: { name: string; recursive?: boolean; dependents?: boolean; dryRun?: boolean; command?: string };
+    result: WireDestroyResult;
+  };
 }
 
 export type Verb = keyof VerbTable;
@@ -122,6 +207,13 @@ type FieldType = 'string' | 'boolean' | 'number' | 'string[]' | 'record';
 type Schema = Readonly<Record<string, FieldType>>;
 
 const COMMAND: Schema = { 'command?': 'string' };
+const SELECTION: Schema = {
+  'names?': 'string[]',
+  'recursive?': 'boolean',
+  'depth?': 'number',
+  'types?': 'string[]',
+  'properties?': 'string[]',
+};
 
 export const VERB_SCHEMAS: Readonly<Record<Verb, Schema>> = {
   'daemon.status': {},
@@ -155,10 +247,41 @@ export const VERB_SCHEMAS: Readonly<Record<Verb, Schema>> = {
   'pool.sync': { 'names?': 'string[]' },
   'pool.history': { name: 'string' },
   'pool.iostat': { 'names?': 'string[]' },
-  'fs.stat': { pool: 'string', path: 'string' },
-  'fs.list': { pool: 'string', path: 'string', 'cursor?': 'string', 'limit?': 'number', 'long?': 'boolean' },
-  'fs.mkdir': { pool: 'string', path: 'string', 'parents?': 'boolean', 'mode?': 'number' },
-  'fs.remove': { pool: 'string', path: 'string', 'recursive?': 'boolean', 'force?': 'boolean' },
+  'fs.stat': { dataset: 'string', path: 'string' },
+  'fs.list': { dataset: 'string', path: 'string', 'cursor?': 'string', 'limit?': 'number', 'long?': 'boolean' },
+  'fs.mkdir': { dataset: 'string', path: 'string', 'parents?': 'boolean', 'mode?': 'number' },
+  'fs.remove': { dataset: 'string', path: 'string', 'recursive?': 'boolean', 'force?': 'boolean' },
+  'fs.rename': { dataset: 'string', path: 'string', toDataset: 'string', toPath: 'string' },
+  'fs.link': { dataset: 'string', path: 'string', toDataset: 'string', toPath: 'string' },
+  'fs.symlink': { dataset: 'string', path: 'string', target: 'string' },
+  'fs.chmod': { dataset: 'string', path: 'string', mode: 'number' },
+  'dataset.create': {
+    name: 'string',
+    'parents?': 'boolean',
+    'volsizeBytes?': 'number',
+    'sparse?': 'boolean',
+    'properties?': 'record',
+    ...COMMAND,
+  },
+  'dataset.list': SELECTION,
+  'dataset.get': SELECTION,
+  'dataset.set': { names: 'string[]', properties: 'record', ...COMMAND },
+  'dataset.inherit': { names: 'string[]', property: 'string', 'recursive?': 'boolean', ...COMMAND },
+  'dataset.snapshot': { names: 'string[]', 'recursive?': 'boolean', ...COMMAND },
+  'dataset.rollback': { name: 'string', 'recursive?': 'boolean', ...COMMAND },
+  'dataset.clone': { snapshot: 'string', name: 'string', 'parents?': 'boolean', 'properties?': 'record', ...COMMAND },
+  'dataset.promote': { name: 'string', ...COMMAND },
+  'dataset.rename': { from: 'string', to: 'string', 'parents?': 'boolean', ...COMMAND },
+  'dataset.hold': { tag: 'string', names: 'string[]', 'recursive?': 'boolean', ...COMMAND },
+  'dataset.release': { tag: 'string', names: 'string[]', 'recursive?': 'boolean', ...COMMAND },
+  'dataset.holds': { names: 'string[]', 'recursive?': 'boolean' },
+  'dataset.destroy': {
+    name: 'string',
+    'recursive?': 'boolean',
+    'dependents?': 'boolean',
+    'dryRun?': 'boolean',
+    ...COMMAND,
+  },
 };
 
 export function isVerb(name: string): name is Verb {

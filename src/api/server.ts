@@ -12,7 +12,25 @@ import type { PoolHandle, PoolStatus, VdevStatusNode } from '../pool/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import type { ErrorCode } from '../util/errors.js';
 import { PoolCacheFile } from './cachefile.js';
-import { checkUploadTarget, fsError, listPath, mkdirPath, readFileChunks, removePathTree, toWireStat, writeFileFrom } from './fs-ops.js';
+import { parentOf } from '../dataset/index.js';
+import type { BlockVolume, DatasetManager, DestroyOptions, DestroyResult } from '../dataset/index.js';
+import type { FileSystemApi } from '../fs/index.js';
+import { datasetRow, newerSnapshots, poolOfDataset, selectDatasets } from './dataset-ops.js';
+import {
+  STREAM_CHUNK_BYTES,
+  checkUploadTarget,
+  chmodPath,
+  fsError,
+  linkPath,
+  listPath,
+  mkdirPath,
+  readFileChunks,
+  removePathTree,
+  renamePath,
+  symlinkPath,
+  toWireStat,
+  writeFileFrom,
+} from './fs-ops.js';
 import type { CairnHome } from './home.js';
 import {
   API_PREFIX,
@@ -20,10 +38,11 @@ import {
   FILE_ENDPOINT,
   JSON_BODY_BYTES_MAX,
   LIST_PAGE_ENTRIES_MAX,
+  VOLUME_ENDPOINT,
   isVerb,
   validateArgs,
 } from './protocol.js';
-import type { ApiResponse, Verb, VerbArgs, VerbResult } from './protocol.js';
+import type { ApiResponse, DatasetRow, DatasetSelection, Verb, VerbArgs, VerbResult, WireDestroyResult } from './protocol.js';
 
 const POOL_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,254}$/;
 const RESERVED_POOL_NAMES = new Set(['mirror', 'raidz', 'raidz1', 'raidz2', 'raidz3', 'draid', 'spare', 'log', 'cache']);
@@ -396,31 +415,225 @@ export class DaemonServer {
           elapsedMs: Date.now() - entry.importedAtMs,
         })),
       'fs.stat': async (args) =>
-        this.fsCall(args.pool, args.path, async (entry) => toWireStat(await entry.handle.fs.resolvePath(args.path))),
+        this.fsCall(args.dataset, args.path, async (fs) => toWireStat(await fs.resolvePath(args.path))),
       'fs.list': async (args) =>
-        this.fsCall(args.pool, args.path, (entry) =>
-          listPath(entry.handle.fs, args.path, args.cursor, args.limit ?? LIST_PAGE_ENTRIES_MAX, args.long === true),
+        this.fsCall(args.dataset, args.path, (fs) =>
+          listPath(fs, args.path, args.cursor, args.limit ?? LIST_PAGE_ENTRIES_MAX, args.long === true),
         ),
       'fs.mkdir': async (args) =>
-        this.fsCall(args.pool, args.path, async (entry) =>
-          toWireStat(
-            await mkdirPath(entry.handle.fs, args.path, args.parents === true, args.mode ?? DIRECTORY_MODE_DEFAULT),
-          ),
+        this.fsCall(args.dataset, args.path, async (fs) =>
+          toWireStat(await mkdirPath(fs, args.path, args.parents === true, args.mode ?? DIRECTORY_MODE_DEFAULT)),
         ),
       'fs.remove': async (args) =>
-        this.fsCall(args.pool, args.path, async (entry) => {
-          await removePathTree(entry.handle.fs, args.path, args.recursive === true, args.force === true);
+        this.fsCall(args.dataset, args.path, async (fs) => {
+          await removePathTree(fs, args.path, args.recursive === true, args.force === true);
           return null;
         }),
+      'fs.rename': async (args) => {
+        sameDataset('rename', args.dataset, args.path, args.toDataset, args.toPath);
+        return this.fsCall(args.dataset, args.path, async (fs) => {
+          await renamePath(fs, args.path, args.toPath);
+          return null;
+        });
+      },
+      'fs.link': async (args) => {
+        sameDataset('link', args.dataset, args.path, args.toDataset, args.toPath);
+        return this.fsCall(args.dataset, args.toPath, async (fs) => toWireStat(await linkPath(fs, args.path, args.toPath)));
+      },
+      'fs.symlink': async (args) =>
+        this.fsCall(args.dataset, args.path, async (fs) => toWireStat(await symlinkPath(fs, args.path, args.target))),
+      'fs.chmod': async (args) =>
+        this.fsCall(args.dataset, args.path, async (fs) => toWireStat(await chmodPath(fs, args.path, args.mode))),
+      ...this.datasetHandlers(),
     };
   }
 
-  private async fsCall<T>(pool: string, path: string, fn: (entry: PoolEntry) => Promise<T>): Promise<T> {
-    return this.usePool(pool, async (entry) => {
+  /** The zfs verbs. Each one that changes something is logged to its pool's history as typed. */
+  private datasetHandlers(): Pick<Handlers, Extract<Verb, `dataset.${string}`>> {
+    return {
+      'dataset.create': async (args) =>
+        this.datasetCommand(args.name, args.command, `cairn create ${args.name}`, async (datasets) => {
+          await datasets.create(args.name, {
+            ...(args.parents !== undefined ? { parents: args.parents } : {}),
+            ...(args.volsizeBytes !== undefined ? { volsizeBytes: args.volsizeBytes } : {}),
+            ...(args.sparse !== undefined ? { sparse: args.sparse } : {}),
+            ...(args.properties !== undefined ? { properties: args.properties } : {}),
+          });
+          return null;
+        }),
+      'dataset.list': async (args) => this.datasetRows(args),
+      'dataset.get': async (args) => this.datasetRows({ ...args, types: args.types ?? ['all'] }),
+      'dataset.set': async (args) => {
+        const assignments = Object.entries(args.properties);
+        if (assignments.length === 0) throw new CairnError('EINVAL', 'set: no property=value given');
+        const text = assignments.map(([name, value]) => `${name}=${value}`).join(' ');
+        for (const name of args.names) {
+          await this.datasetCommand(name, args.command, `cairn set ${text} ${name}`, async (datasets) => {
+            for (const [property, value] of assignments) await datasets.setProperty(name, property, value);
+          });
+        }
+        return null;
+      },
+      'dataset.inherit': async (args) => {
+        for (const name of args.names) {
+          const flags = args.recursive === true ? '-r ' : '';
+          await this.datasetCommand(name, args.command, `cairn inherit ${flags}${args.property} ${name}`, (datasets) =>
+            datasets.inheritProperty(name, args.property, { recursive: args.recursive === true }),
+          );
+        }
+        return null;
+      },
+      'dataset.snapshot': async (args) => {
+        const first = args.names[0];
+        if (first === undefined) throw new CairnError('EINVAL', 'snapshot: no snapshot name given');
+        const pool = poolOfDataset(first);
+        const stray = args.names.find((name) => poolOfDataset(name) !== pool);
+        if (stray !== undefined) throw new CairnError('EINVAL', `cannot create snapshots in more than one pool ('${first}', '${stray}')`);
+        return this.datasetCommand(first, args.command, `cairn snapshot ${args.names.join(' ')}`, async (datasets) => {
+          try {
+            return await datasets.snapshotMany(args.names, { recursive: args.recursive === true });
+          } catch (error) {
+            // Until snapshotMany is built, one plain snapshot at a time still serves the common case.
+            if (!isCairnError(error, 'ENOTSUP') || args.recursive === true) throw error;
+            for (const name of args.names) await datasets.snapshot(name);
+            return args.names;
+          }
+        });
+      },
+      'dataset.rollback': async (args) =>
+        this.datasetCommand(args.name, args.command, `cairn rollback ${args.name}`, async (datasets) => {
+          const newer = newerSnapshots(datasets.list(), args.name);
+          if (newer.length > 0 && args.recursive !== true) {
+            throw new CairnError(
+              'EEXIST',
+              `cannot rollback to '${args.name}': more recent snapshots exist; use '-r' to destroy ${newer.join(', ')}`,
+              { newer },
+            );
+          }
+          for (const name of newer) await destroyOne(datasets, name, {});
+          await datasets.rollback(args.name);
+          return newer;
+        }),
+      'dataset.clone': async (args) => {
+        if (poolOfDataset(args.snapshot) !== poolOfDataset(args.name)) {
+          throw new CairnError('EXDEV', `cannot clone '${args.snapshot}' into another pool ('${args.name}')`);
+        }
+        return this.datasetCommand(args.name, args.command, `cairn clone ${args.snapshot} ${args.name}`, async (datasets) => {
+          const parent = parentOf(args.name);
+          if (args.parents === true && parent !== undefined && !datasets.exists(parent)) {
+            await datasets.create(parent, { parents: true });
+          }
+          await datasets.clone(args.snapshot, args.name);
+          for (const [property, value] of Object.entries(args.properties ?? {})) {
+            await datasets.setProperty(args.name, property, value);
+          }
+          return null;
+        });
+      },
+      'dataset.promote': async (args) =>
+        this.datasetCommand(args.name, args.command, `cairn promote ${args.name}`, async (datasets) => {
+          await datasets.promote(args.name);
+          return null;
+        }),
+      'dataset.rename': async (args) => {
+        if (poolOfDataset(args.from) !== poolOfDataset(args.to)) {
+          throw new CairnError('EXDEV', `cannot rename '${args.from}' to '${args.to}': datasets must stay in their pool`);
+        }
+        return this.datasetCommand(args.from, args.command, `cairn rename ${args.from} ${args.to}`, async (datasets) => {
+          await datasets.rename(args.from, args.to, { parents: args.parents === true });
+          return null;
+        });
+      },
+      'dataset.hold': async (args) => {
+        for (const name of args.names) {
+          await this.datasetCommand(name, args.command, `cairn hold ${args.tag} ${name}`, (datasets) =>
+            datasets.hold(args.tag, name, { recursive: args.recursive === true }),
+          );
+        }
+        return null;
+      },
+      'dataset.release': async (args) => {
+        for (const name of args.names) {
+          await this.datasetCommand(name, args.command, `cairn release ${args.tag} ${name}`, (datasets) =>
+            datasets.release(args.tag, name, { recursive: args.recursive === true }),
+          );
+        }
+        return null;
+      },
+      'dataset.holds': async (args) => {
+        const rows: { name: string; tag: string; createdMs: number }[] = [];
+        for (const base of args.names) {
+          await this.usePool(poolOfDataset(base), async (entry) => {
+            const datasets = entry.handle.datasets;
+            const at = base.indexOf('@');
+            if (at < 0) throw new CairnError('EINVAL', `'${base}' is not a snapshot`);
+            const snapshots =
+              args.recursive === true
+                ? selectDatasets(datasets.list(), { names: [base.slice(0, at)], recursive: true, types: ['snapshot'] })
+                    .map((item) => item.name)
+                    .filter((name) => name.slice(name.indexOf('@')) === base.slice(at))
+                : [base];
+            for (const name of snapshots) {
+              for (const hold of await datasets.holds(name)) rows.push({ name, tag: hold.tag, createdMs: hold.createdMs });
+            }
+          });
+        }
+        return rows;
+      },
+      'dataset.destroy': async (args) => {
+        const flags = `${args.recursive === true ? '-r ' : ''}${args.dependents === true ? '-R ' : ''}`;
+        const run = async (datasets: DatasetManager): Promise<WireDestroyResult> =>
+          destroyOne(datasets, args.name, {
+            recursive: args.recursive === true,
+            dependents: args.dependents === true,
+            dryRun: args.dryRun === true,
+          });
+        // A dry run changes nothing and is not history.
+        if (args.dryRun === true) return this.usePool(poolOfDataset(args.name), (entry) => run(entry.handle.datasets));
+        return this.datasetCommand(args.name, args.command, `cairn destroy ${flags}${args.name}`, run);
+      },
+    };
+  }
+
+  /** A dataset verb against the pool the name starts with; logged to history once it has worked. */
+  private async datasetCommand<T>(
+    name: string,
+    command: string | undefined,
+    fallback: string,
+    fn: (datasets: DatasetManager, entry: PoolEntry) => Promise<T>,
+  ): Promise<T> {
+    return this.usePool(poolOfDataset(name), async (entry) => {
+      const result = await fn(entry.handle.datasets, entry);
+      await this.logHistory(entry, command, fallback);
+      return result;
+    });
+  }
+
+  /** list and get: the selected datasets of each pool concerned, with their properties. */
+  private async datasetRows(selection: DatasetSelection): Promise<DatasetRow[]> {
+    const names = selection.names ?? [];
+    const poolNames = names.length > 0 ? [...new Set(names.map(poolOfDataset))] : [...this.pools.keys()].sort();
+    const rows: DatasetRow[] = [];
+    for (const poolName of poolNames) {
+      await this.usePool(poolName, async (entry) => {
+        const datasets = entry.handle.datasets;
+        const ofPool = names.filter((name) => poolOfDataset(name) === poolName);
+        const chosen = selectDatasets(datasets.list(), { ...selection, ...(names.length > 0 ? { names: ofPool } : {}) });
+        const freeBytes = entry.handle.status().space.freeBytes;
+        for (const item of chosen) rows.push(await datasetRow(datasets, item, selection.properties, freeBytes));
+      });
+    }
+    return rows;
+  }
+
+  /** A file verb on a dataset's files (a snapshot's are read-only); file errors name dataset:path. */
+  private async fsCall<T>(dataset: string, path: string, fn: (fs: FileSystemApi, entry: PoolEntry) => Promise<T>): Promise<T> {
+    return this.usePool(poolOfDataset(dataset), async (entry) => {
+      const fs = await entry.handle.datasets.open(dataset);
       try {
-        return await fn(entry);
+        return await fn(fs, entry);
       } catch (error) {
-        throw fsError(error, pool, path);
+        throw fsError(error, dataset, path);
       }
     });
   }
@@ -431,6 +644,10 @@ export class DaemonServer {
       const url = new URL(request.url ?? '/', 'http://cairnd');
       if (url.pathname === FILE_ENDPOINT) {
         await this.handleFile(request, response, url);
+        return;
+      }
+      if (url.pathname === VOLUME_ENDPOINT) {
+        await this.handleVolume(request, response, url);
         return;
       }
       if (request.method !== 'POST' || !url.pathname.startsWith(API_PREFIX)) {
@@ -454,10 +671,16 @@ export class DaemonServer {
     try {
       await this.restored;
       const url = new URL(request.url ?? '/', 'http://cairnd');
-      const pool = url.searchParams.get('pool');
+      const dataset = url.searchParams.get('dataset');
       const path = url.searchParams.get('path');
-      if (url.pathname === FILE_ENDPOINT && request.method === 'PUT' && pool !== null && path !== null) {
-        await this.fsCall(pool, path, (entry) => checkUploadTarget(entry.handle.fs, path));
+      if (url.pathname === FILE_ENDPOINT && request.method === 'PUT' && dataset !== null && path !== null) {
+        await this.fsCall(dataset, path, (fs) => checkUploadTarget(fs, path));
+      }
+      if (url.pathname === VOLUME_ENDPOINT && request.method === 'PUT' && dataset !== null) {
+        const offset = byteParameter(url, 'offset') ?? 0;
+        await this.usePool(poolOfDataset(dataset), async (entry) => {
+          checkVolumeWrite(dataset, await entry.handle.datasets.openVolume(dataset), offset);
+        });
       }
     } catch (error) {
       this.sendError(response, error);
@@ -474,11 +697,11 @@ export class DaemonServer {
   }
 
   private async handleFile(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
-    const pool = url.searchParams.get('pool');
+    const dataset = url.searchParams.get('dataset');
     const path = url.searchParams.get('path');
-    if (pool === null || path === null) {
+    if (dataset === null || path === null) {
       request.resume();
-      throw new CairnError('EPROTO', 'file request needs pool and path');
+      throw new CairnError('EPROTO', 'file request needs dataset and path');
     }
     if (request.method === 'PUT') {
       const modeText = url.searchParams.get('mode');
@@ -488,9 +711,7 @@ export class DaemonServer {
         throw new CairnError('EINVAL', `bad file mode '${modeText ?? ''}'`);
       }
       try {
-        const sizeBytes = await this.fsCall(pool, path, (entry) =>
-          writeFileFrom(entry.handle.fs, path, request, modeBits),
-        );
+        const sizeBytes = await this.fsCall(dataset, path, (fs) => writeFileFrom(fs, path, request, modeBits));
         sendJson(response, 200, { ok: true, result: { sizeBytes } });
       } catch (error) {
         // Read the rest of the upload (discarding it) before answering: closing early would make the
@@ -501,11 +722,45 @@ export class DaemonServer {
       return;
     }
     if (request.method === 'GET') {
-      await this.fsCall(pool, path, (entry) => streamFile(entry.handle, path, response));
+      await this.fsCall(dataset, path, (fs) => streamChunks(readFileChunks(fs, path), response));
       return;
     }
     request.resume();
     throw new CairnError('EPROTO', `unsupported method ${request.method ?? '?'} on ${FILE_ENDPOINT}`);
+  }
+
+  /** cairn vol write / read: a volume's bytes from OFFSET, streamed in bounded chunks either way. */
+  private async handleVolume(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+    const dataset = url.searchParams.get('dataset');
+    if (dataset === null) {
+      request.resume();
+      throw new CairnError('EPROTO', 'volume request needs a dataset');
+    }
+    const offset = byteParameter(url, 'offset') ?? 0;
+    if (request.method === 'PUT') {
+      try {
+        const sizeBytes = await this.usePool(poolOfDataset(dataset), async (entry) => {
+          const volume = await entry.handle.datasets.openVolume(dataset);
+          checkVolumeWrite(dataset, volume, offset);
+          return writeVolumeFrom(dataset, volume, offset, request);
+        });
+        sendJson(response, 200, { ok: true, result: { sizeBytes } });
+      } catch (error) {
+        await drain(request);
+        throw error;
+      }
+      return;
+    }
+    if (request.method === 'GET') {
+      const length = byteParameter(url, 'length');
+      await this.usePool(poolOfDataset(dataset), async (entry) => {
+        const volume = await entry.handle.datasets.openVolume(dataset);
+        await streamChunks(readVolumeChunks(dataset, volume, offset, length), response);
+      });
+      return;
+    }
+    request.resume();
+    throw new CairnError('EPROTO', `unsupported method ${request.method ?? '?'} on ${VOLUME_ENDPOINT}`);
   }
 
   private sendError(response: ServerResponse, error: unknown): void {
@@ -521,11 +776,10 @@ export class DaemonServer {
 }
 
 /**
- * Streams a file as the response body. The first chunk is read before the headers go out, so a missing
+ * Streams chunks as the response body. The first chunk is read before the headers go out, so a missing
  * file or a directory is an ordinary error answer; a failure later is reported in the trailer.
  */
-async function streamFile(handle: PoolHandle, path: string, response: ServerResponse): Promise<void> {
-  const chunks = readFileChunks(handle.fs, path);
+async function streamChunks(chunks: AsyncGenerator<Buffer>, response: ServerResponse): Promise<void> {
   const first = await chunks.next();
   response.writeHead(200, { 'content-type': 'application/octet-stream', trailer: ERROR_TRAILER });
   let trailer = '';
@@ -542,6 +796,96 @@ async function streamFile(handle: PoolHandle, path: string, response: ServerResp
   }
   response.addTrailers({ [ERROR_TRAILER]: trailer === '' ? 'none' : trailer });
   response.end();
+}
+
+/** A byte count from the query ("offset", "length"): a non-negative safe integer, or absent. */
+function byteParameter(url: URL, name: string): number | undefined {
+  const text = url.searchParams.get(name);
+  if (text === null) return undefined;
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value)) throw new CairnError('EINVAL', `bad ${name} '${text}'`);
+  return value;
+}
+
+function checkVolumeWrite(dataset: string, volume: BlockVolume, offset: number): void {
+  if (volume.readonly) throw new CairnError('EROFS', `${dataset}: volume is read-only`);
+  if (offset > volume.sizeBytes) {
+    throw new CairnError('EINVAL', `${dataset}: offset ${offset} is past the end of the volume (${volume.sizeBytes} bytes)`);
+  }
+}
+
+/**
+ * Gathers the upload into STREAM_CHUNK_BYTES pieces and writes each at its offset, then flushes (the
+ * command returns once the data is durable, like dd conv=fsync). A fresh buffer per piece, not a reused
+ * one: the volume may keep a written buffer as dirty data until the txg syncs.
+ */
+async function writeVolumeFrom(dataset: string, volume: BlockVolume, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
+  let position = offset;
+  let piece = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
+  let filled = 0;
+  const writePiece = async (data: Buffer): Promise<void> => {
+    if (position + data.length > volume.sizeBytes) {
+      throw new CairnError('ENOSPC', `${dataset}: write past the end of the volume (${volume.sizeBytes} bytes)`);
+    }
+    await volume.write(position, data);
+    position += data.length;
+  };
+  for await (const chunk of source) {
+    let used = 0;
+    while (used < chunk.length) {
+      const count = Math.min(STREAM_CHUNK_BYTES - filled, chunk.length - used);
+      chunk.copy(piece, filled, used, used + count);
+      filled += count;
+      used += count;
+      if (filled === STREAM_CHUNK_BYTES) {
+        await writePiece(piece);
+        piece = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) await writePiece(piece.subarray(0, filled));
+  await volume.flush();
+  return position - offset;
+}
+
+/** [offset, offset + length) clamped to the volume's end, in chunks of at most STREAM_CHUNK_BYTES. */
+async function* readVolumeChunks(
+  dataset: string,
+  volume: BlockVolume,
+  offset: number,
+  length: number | undefined,
+): AsyncGenerator<Buffer> {
+  if (offset > volume.sizeBytes) {
+    throw new CairnError('EINVAL', `${dataset}: offset ${offset} is past the end of the volume (${volume.sizeBytes} bytes)`);
+  }
+  const end = Math.min(volume.sizeBytes, length === undefined ? volume.sizeBytes : offset + length);
+  for (let position = offset; position < end; ) {
+    const count = Math.min(STREAM_CHUNK_BYTES, end - position);
+    const chunk = await volume.read(position, count);
+    position += count;
+    yield chunk;
+  }
+}
+
+/** A link or rename never crosses datasets (each has its own object set): EXDEV, as rename(2). */
+function sameDataset(verb: string, dataset: string, path: string, toDataset: string, toPath: string): void {
+  if (dataset !== toDataset) {
+    throw new CairnError('EXDEV', `cannot ${verb} ${dataset}:${path} to ${toDataset}:${toPath}: not the same dataset`);
+  }
+}
+
+/** zfs destroy; a plain destroy still works while the library's destroyWith is being built. */
+async function destroyOne(datasets: DatasetManager, name: string, options: DestroyOptions): Promise<DestroyResult> {
+  try {
+    return await datasets.destroyWith(name, options);
+  } catch (error) {
+    const plain = options.recursive !== true && options.dependents !== true && options.dryRun !== true;
+    if (!isCairnError(error, 'ENOTSUP') || !plain) throw error;
+    const reclaimBytes = (await datasets.space(name)).usedBytes;
+    await datasets.destroy(name);
+    return { destroyed: [name], reclaimBytes };
+  }
 }
 
 /** Writes with backpressure; false when the client went away. */

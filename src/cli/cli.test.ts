@@ -88,9 +88,9 @@ describe('argument parsing', () => {
   });
 
   it('parses pool paths and leaves local paths alone', () => {
-    assert.deepEqual(parseRemotePath('tank:/photos/a.jpg'), { pool: 'tank', path: '/photos/a.jpg' });
-    assert.deepEqual(parseRemotePath('tank:'), { pool: 'tank', path: '/' });
-    assert.deepEqual(parseRemotePath('tank:/a/../b/'), { pool: 'tank', path: '/b' });
+    assert.deepEqual(parseRemotePath('tank:/photos/a.jpg'), { dataset: 'tank', path: '/photos/a.jpg' });
+    assert.deepEqual(parseRemotePath('tank:'), { dataset: 'tank', path: '/' });
+    assert.deepEqual(parseRemotePath('tank:/a/../b/'), { dataset: 'tank', path: '/b' });
     assert.equal(parseRemotePath('./tank:/x'), null);
     assert.equal(parseRemotePath('/abs/path'), null);
     assert.equal(parseRemotePath('photo.jpg'), null);
@@ -138,8 +138,8 @@ describe('usage errors through runCli (no daemon involved)', () => {
     [['pool', 'wibble'], /^cairn: unknown pool subcommand 'wibble'\nusage: cairn pool create\|status/],
     [['wibble'], /^cairn: unknown command 'wibble'/],
     [['cp', 'a'], /^cairn: missing destination\nusage: cairn cp/],
-    [['cp', 'a', 'b'], /^cairn: one of source and destination must be POOL:\/PATH/],
-    [['ls', './local'], /^cairn: '\.\/local' is not a pool path/],
+    [['cp', 'a', 'b'], /^cairn: one of source and destination must be DATASET:\/PATH/],
+    [['ls', './local'], /^cairn: '\.\/local' is not a dataset path/],
     [['pool', 'offline', 'tank'], /^cairn: missing device/],
     [['pool', 'scrub', '-s', '-w', 'tank'], /can't be combined/],
     [['pool', 'import', 'a', 'b'], /^cairn: too many arguments \('b'\)/],

@@ -60,7 +60,7 @@ export async function runDemo(context: CliContext): Promise<number> {
   try {
     const localPath = join(scratchDir, 'sample.bin');
     const digest = await generateFile(localPath, DEMO_FILE_BYTES);
-    await client.call('fs.mkdir', { pool: DEMO_POOL, path: DEMO_REMOTE_DIR, parents: true });
+    await client.call('fs.mkdir', { dataset: DEMO_POOL, path: DEMO_REMOTE_DIR, parents: true });
     const writeStartMs = Date.now();
     const written = await client.putFile(DEMO_POOL, DEMO_REMOTE_PATH, createReadStream(localPath), 0o644);
     const writeMs = Math.max(1, Date.now() - writeStartMs);

@@ -1,7 +1,9 @@
 /**
- * The cairn CLI: a thin client of cairnd. Verbs and flags follow zpool (`cairn pool …`) and the file
- * commands follow cp/cat/ls/rm/mkdir with POOL:/PATH naming a file in a pool's root filesystem. It loads
- * only the API client (never the pool engine), so a command costs one process start and one request.
+ * The cairn CLI: a thin client of cairnd. Verbs and flags follow zpool (`cairn pool …`) and zfs
+ * (`cairn create|list|get|set|snapshot|…`, datasets.ts), and the file commands follow
+ * cp/cat/ls/rm/mkdir/mv/ln/chmod with DATASET:/PATH naming a file in a dataset ("tank:/a" is in the
+ * pool's root dataset, "tank/home@monday:/a" in a read-only snapshot). It loads only the API client
+ * and pure tables (never the pool engine), so a command costs one process start and one request.
  *
  * Errors: one line `cairn: <message>` on stderr and exit 1; usage errors add the usage line and exit 2;
  * stack traces only with --debug.
@@ -17,6 +19,7 @@ import type { CairnHome, DaemonClient, WireDirEntry } from '../api/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { UsageError, expectPositionals, flagValue, parseArgs } from './args.js';
 import type { FlagKind, ParsedArgs } from './args.js';
+import { DATASET_COMMANDS } from './datasets.js';
 import { runDemo } from './demo.js';
 import {
   formatHistory,
@@ -43,11 +46,13 @@ export interface CliContext {
   /** The command line as typed, for pool history. */
   commandLine: string;
   out: (text: string) => void;
+  /** Notes for a person (zfs prints "no datasets available" on stderr), not errors. */
+  err: (text: string) => void;
   /** A client of a running daemon, started if needed. */
   client(): Promise<DaemonClient>;
 }
 
-interface Command {
+export interface Command {
   words: readonly string[];
   usage: string;
   flags: Readonly<Record<string, FlagKind>>;
@@ -55,17 +60,22 @@ interface Command {
 }
 
 export interface RemotePath {
-  pool: string;
+  /** "tank", "tank/home" or "tank/home@monday" (read-only). */
+  dataset: string;
   path: string;
 }
 
-/** "tank:/a/b" → { pool: "tank", path: "/a/b" }; "tank:" is the root; a local path → null. */
+/**
+ * "tank/home:/a/b" → { dataset: "tank/home", path: "/a/b" }; "tank:" is the root of the pool's root
+ * dataset; "tank/home@monday:/a" is in a snapshot. A local path → null. Dataset components here are
+ * letters, digits and "_.-" (':' and spaces, which zfs names may hold, would make the split ambiguous).
+ */
 export function parseRemotePath(text: string): RemotePath | null {
-  const match = /^([A-Za-z][A-Za-z0-9_.-]*):(.*)$/.exec(text);
+  const match = /^([A-Za-z][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9_.-]+)*(?:@[A-Za-z0-9_.-]+)?):(.*)$/.exec(text);
   if (match === null) return null;
   const rest = match[2] ?? '';
   const path = posix.normalize(rest.startsWith('/') ? rest : `/${rest}`);
-  return { pool: match[1] ?? '', path: path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path };
+  return { dataset: match[1] ?? '', path: path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path };
 }
 
 /** Device paths become absolute (the daemon runs elsewhere); vdev type keywords stay. */
@@ -97,7 +107,7 @@ function sizeFlag(args: ParsedArgs, usage: string): { createSizeBytes?: number }
 
 function remoteArg(text: string, usage: string): RemotePath {
   const remote = parseRemotePath(text);
-  if (remote === null) throw new UsageError(`'${text}' is not a pool path (POOL:/PATH)`, usage);
+  if (remote === null) throw new UsageError(`'${text}' is not a dataset path (DATASET:/PATH)`, usage);
   return remote;
 }
 
@@ -422,7 +432,7 @@ async function localIsDirectory(path: string): Promise<boolean> {
 
 async function remoteIsDirectory(client: DaemonClient, remote: RemotePath): Promise<boolean> {
   try {
-    return (await client.call('fs.stat', { pool: remote.pool, path: remote.path })).kind === 'directory';
+    return (await client.call('fs.stat', { dataset: remote.dataset, path: remote.path })).kind === 'directory';
   } catch (error) {
     if (isCairnError(error, 'ENOENT')) return false;
     throw error;
@@ -434,7 +444,7 @@ async function copyCommand(context: CliContext, args: ParsedArgs, usage: string)
   const [sourceText = '', targetText = ''] = args.positionals;
   const source = parseRemotePath(sourceText);
   const target = parseRemotePath(targetText);
-  if (source === null && target === null) throw new UsageError('one of source and destination must be POOL:/PATH', usage);
+  if (source === null && target === null) throw new UsageError('one of source and destination must be DATASET:/PATH', usage);
   const client = await context.client();
   if (target !== null) {
     let targetPath = target.path;
@@ -444,7 +454,7 @@ async function copyCommand(context: CliContext, args: ParsedArgs, usage: string)
     }
     let body: Readable;
     let modeBits: number | undefined;
-    if (source !== null) body = Readable.from(await client.getFile(source.pool, source.path));
+    if (source !== null) body = Readable.from(await client.getFile(source.dataset, source.path));
     else if (sourceText === '-') body = process.stdin;
     else {
       const localPath = resolvePath(context.cwd, sourceText);
@@ -455,12 +465,12 @@ async function copyCommand(context: CliContext, args: ParsedArgs, usage: string)
       modeBits = info.mode & 0o777;
       body = createReadStream(localPath);
     }
-    await client.putFile(target.pool, targetPath, body, modeBits);
+    await client.putFile(target.dataset, targetPath, body, modeBits);
     return 0;
   }
   // Pool to local file (or stdout).
   const remote = source as RemotePath;
-  const chunks = await client.getFile(remote.pool, remote.path);
+  const chunks = await client.getFile(remote.dataset, remote.path);
   if (targetText === '-') {
     await pipeline(Readable.from(chunks), process.stdout, { end: false });
     return 0;
@@ -494,7 +504,7 @@ async function listCommand(context: CliContext, args: ParsedArgs, usage: string)
     };
     do {
       const page = await client.call('fs.list', {
-        pool: remote.pool,
+        dataset: remote.dataset,
         path: remote.path,
         limit: LIST_PAGE_ENTRIES,
         long,
@@ -526,37 +536,37 @@ async function listCommand(context: CliContext, args: ParsedArgs, usage: string)
 const FILE_COMMANDS: Command[] = [
   {
     words: ['cp'],
-    usage: 'cairn cp SOURCE DESTINATION   (one of them POOL:/PATH; - is stdin/stdout)',
+    usage: 'cairn cp SOURCE DESTINATION   (one of them DATASET:/PATH; - is stdin/stdout)',
     flags: {},
     run: copyCommand,
   },
   {
     words: ['cat'],
-    usage: 'cairn cat POOL:/PATH...',
+    usage: 'cairn cat DATASET:/PATH...',
     flags: {},
     async run(context, args, usage) {
       expectPositionals(args, usage, ['pool path'], Infinity);
       const remotes = args.positionals.map((text) => remoteArg(text, usage));
       const client = await context.client();
       for (const remote of remotes) {
-        await pipeline(Readable.from(await client.getFile(remote.pool, remote.path)), process.stdout, { end: false });
+        await pipeline(Readable.from(await client.getFile(remote.dataset, remote.path)), process.stdout, { end: false });
       }
       return 0;
     },
   },
-  { words: ['ls'], usage: 'cairn ls [-l] [-a] POOL:/PATH...', flags: { l: 'boolean', a: 'boolean' }, run: listCommand },
+  { words: ['ls'], usage: 'cairn ls [-l] [-a] DATASET:/PATH...', flags: { l: 'boolean', a: 'boolean' }, run: listCommand },
   {
     words: ['rm'],
-    usage: 'cairn rm [-r] [-f] POOL:/PATH...',
+    usage: 'cairn rm [-r] [-f] DATASET:/PATH...',
     flags: { r: 'boolean', R: 'boolean', f: 'boolean' },
     async run(context, args, usage) {
       expectPositionals(args, usage, ['pool path'], Infinity);
       const remotes = args.positionals.map((text) => remoteArg(text, usage));
       const client = await context.client();
       for (const remote of remotes) {
-        if (remote.path === '/') throw new CairnError('EINVAL', `refusing to remove '${remote.pool}:/'`);
+        if (remote.path === '/') throw new CairnError('EINVAL', `refusing to remove '${remote.dataset}:/'`);
         await client.call('fs.remove', {
-          pool: remote.pool,
+          dataset: remote.dataset,
           path: remote.path,
           ...(args.booleans.has('r') || args.booleans.has('R') ? { recursive: true } : {}),
           ...(args.booleans.has('f') ? { force: true } : {}),
@@ -567,7 +577,7 @@ const FILE_COMMANDS: Command[] = [
   },
   {
     words: ['mkdir'],
-    usage: 'cairn mkdir [-p] POOL:/PATH...',
+    usage: 'cairn mkdir [-p] DATASET:/PATH...',
     flags: { p: 'boolean' },
     async run(context, args, usage) {
       expectPositionals(args, usage, ['pool path'], Infinity);
@@ -575,10 +585,65 @@ const FILE_COMMANDS: Command[] = [
       const client = await context.client();
       for (const remote of remotes) {
         await client.call('fs.mkdir', {
-          pool: remote.pool,
+          dataset: remote.dataset,
           path: remote.path,
           ...(args.booleans.has('p') ? { parents: true } : {}),
         });
+      }
+      return 0;
+    },
+  },
+  {
+    words: ['mv'],
+    usage: 'cairn mv DATASET:/SOURCE DATASET:/DESTINATION   (within one dataset)',
+    flags: {},
+    async run(context, args, usage) {
+      expectPositionals(args, usage, ['source', 'destination']);
+      const source = remoteArg(args.positionals[0] ?? '', usage);
+      const targetText = args.positionals[1] ?? '';
+      const target = remoteArg(targetText, usage);
+      if (source.path === '/') throw new CairnError('EINVAL', `cannot move the root of '${source.dataset}'`);
+      const client = await context.client();
+      let toPath = target.path;
+      if (targetText.endsWith('/') || (await remoteIsDirectory(client, target))) {
+        toPath = posix.join(target.path, posix.basename(source.path));
+      }
+      await client.call('fs.rename', { dataset: source.dataset, path: source.path, toDataset: target.dataset, toPath });
+      return 0;
+    },
+  },
+  {
+    words: ['ln'],
+    usage: 'cairn ln [-s] TARGET DATASET:/LINK   (hard links: TARGET is DATASET:/PATH in the same dataset)',
+    flags: { s: 'boolean' },
+    async run(context, args, usage) {
+      expectPositionals(args, usage, ['target', 'link name']);
+      const targetText = args.positionals[0] ?? '';
+      const link = remoteArg(args.positionals[1] ?? '', usage);
+      const client = await context.client();
+      if (args.booleans.has('s')) {
+        // A symlink holds text; "tank:/a" is not resolved, so a dataset-qualified target is stored as its path.
+        const target = parseRemotePath(targetText)?.path ?? targetText;
+        await client.call('fs.symlink', { dataset: link.dataset, path: link.path, target });
+        return 0;
+      }
+      const target = remoteArg(targetText, usage);
+      await client.call('fs.link', { dataset: target.dataset, path: target.path, toDataset: link.dataset, toPath: link.path });
+      return 0;
+    },
+  },
+  {
+    words: ['chmod'],
+    usage: 'cairn chmod OCTAL_MODE DATASET:/PATH...',
+    flags: {},
+    async run(context, args, usage) {
+      expectPositionals(args, usage, ['mode', 'dataset path'], Infinity);
+      const [modeText = '', ...paths] = args.positionals;
+      if (!/^[0-7]{1,4}$/.test(modeText)) throw new UsageError(`invalid mode '${modeText}' (octal, such as 644)`, usage);
+      const remotes = paths.map((text) => remoteArg(text, usage));
+      const client = await context.client();
+      for (const remote of remotes) {
+        await client.call('fs.chmod', { dataset: remote.dataset, path: remote.path, mode: Number.parseInt(modeText, 8) });
       }
       return 0;
     },
@@ -657,7 +722,13 @@ const DEMO_COMMAND: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = [...POOL_COMMANDS, ...FILE_COMMANDS, ...DAEMON_COMMANDS, DEMO_COMMAND];
+export const COMMANDS: readonly Command[] = [
+  ...POOL_COMMANDS,
+  ...DATASET_COMMANDS,
+  ...FILE_COMMANDS,
+  ...DAEMON_COMMANDS,
+  DEMO_COMMAND,
+];
 
 export function usageSummary(): string {
   return `usage:\n${COMMANDS.map((command) => `  ${command.usage}`).join('\n')}\n\nglobal options: --debug (stack traces), --help, --version\n`;
@@ -716,6 +787,7 @@ export async function runCli(argvIn: readonly string[], io: CliIo): Promise<numb
       cwd: io.cwd ?? process.cwd(),
       commandLine: ['cairn', ...argv].map(shellQuote).join(' '),
       out: io.out,
+      err: io.err,
       async client() {
         client ??= await connectDaemon(home, { autoStart: true });
         return client;
