@@ -19,7 +19,8 @@
  * - Memory is bounded per connection: payload bytes of admitted-but-unanswered requests (write payloads
  *   buffered, read buffers until their reply is flushed to the socket) are capped (64 MiB by default),
  *   and so is their count. Over the cap the server stops asking for bytes, the socket pauses, and TCP
- *   flow control pushes back on the client. No request payload exceeds 32 MiB.
+ *   flow control pushes back on the client. No request payload exceeds 32 MiB, and the number of
+ *   connections is capped (64 by default), so the server's whole footprint has a bound.
  * - Robustness: a malformed request (bad range, oversize length, unknown command or flag) gets EINVAL, a
  *   write to a read-only export EPERM, and the stream stays in sync (an oversize write payload is skipped
  *   in bounded steps). A bad magic means the stream cannot be trusted: the connection is closed. A client

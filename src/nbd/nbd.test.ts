@@ -677,6 +677,50 @@ describe('NBD server', () => {
     fresh.client.destroy();
   });
 
+  test('seeded fuzz: random requests and garbage never crash the server or break other clients', async (t) => {
+    const seed = testSeed();
+    t.diagnostic(`seed ${seed}`);
+    const random = new Random(seed);
+    const fuzzLog: string[] = [];
+    const memory = new MemoryExport('mem', MiB);
+    const fuzzServer = new NbdServer({ exports: new Map([['mem', memory]]), log: (line) => fuzzLog.push(line) });
+    const address = await fuzzServer.listen({ host: '127.0.0.1', port: 0 });
+    assert.ok('port' in address);
+    try {
+      for (let round = 0; round < 20; round++) {
+        const client = await RawClient.connect(address.port);
+        await client.read(18);
+        const inHandshake = random.chance(0.3);
+        if (inHandshake) {
+          client.write(random.bytes(random.int(64)));
+        } else {
+          client.write(Buffer.from([0, 0, 0, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES]));
+          sendOption(client, NBD_OPT_GO, infoRequest('mem', []));
+          for (let i = 0; i < 30; i++) {
+            const command = random.chance(0.8) ? random.int(8) : random.int(0x10000);
+            const commandFlags = random.chance(0.8) ? random.int(4) : random.int(0x10000);
+            const offset = random.chance(0.8) ? random.int(MiB) : random.int(0x7fffffff) * 65536;
+            const length = random.chance(0.9) ? random.int(64 * KiB) : random.nextU32();
+            client.write(encodeRequest(command, i, offset, length, commandFlags));
+            if (command === NBD_CMD_WRITE && length <= 64 * KiB) client.write(random.bytes(length));
+            if (random.chance(0.05)) client.write(random.bytes(random.int(40))); // desynchronise
+          }
+        }
+        if (random.chance(0.5)) await new Promise((resolve) => setTimeout(resolve, random.int(20)));
+        client.destroy();
+      }
+      // Whatever happened above, a well-behaved client is still served correctly.
+      const { client } = await openExport(address.port, 'mem');
+      const payload = random.bytes(4096);
+      assert.equal((await roundTrip(client, NBD_CMD_WRITE, 8192, payload.length, payload)).error, 0);
+      assert.ok((await roundTrip(client, NBD_CMD_READ, 8192, payload.length)).data?.equals(payload), `seed ${seed}`);
+      client.destroy();
+      assert.deepEqual(fuzzLog.filter((line) => line.includes('internal error')), [], `seed ${seed}`);
+    } finally {
+      await fuzzServer.close();
+    }
+  });
+
   test('pipelined overlapping writes land in request order while replies come back out of order', async (t) => {
     const seed = testSeed();
     t.diagnostic(`seed ${seed}`);
@@ -802,13 +846,15 @@ describe('NBD server', () => {
     }
   });
 
-  test('a client silent in the handshake is dropped after the timeout; listen on a busy port fails cleanly', async () => {
-    const impatient = new NbdServer({ exports: new Map(), handshakeTimeoutMs: 100 });
+  test('handshake timeout, connection cap, and listen on a busy port failing cleanly', async () => {
+    const impatient = new NbdServer({ exports: new Map(), handshakeTimeoutMs: 100, connectionsMax: 1 });
     const address = await impatient.listen({ host: '127.0.0.1', port: 0 });
     assert.ok('port' in address);
     try {
       const client = await RawClient.connect(address.port);
       await client.read(18);
+      const overLimit = await RawClient.connect(address.port);
+      await assert.rejects(overLimit.read(18), /closed/, 'a connection over connectionsMax is refused');
       const startedMs = Date.now();
       await client.closed;
       assert.ok(Date.now() - startedMs < 5_000);

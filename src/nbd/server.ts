@@ -110,6 +110,8 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number;
   /** How long close() lets in-flight requests finish before dropping connections. */
   closeGraceMs?: number;
+  /** Connections served at once; more are refused at accept, so total memory is bounded too. */
+  connectionsMax?: number;
 }
 
 export type NbdListenOptions = { host: string; port: number } | { path: string };
@@ -119,6 +121,7 @@ const IN_FLIGHT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 const IN_FLIGHT_REQUESTS_MAX_DEFAULT = 512;
 const HANDSHAKE_TIMEOUT_MS_DEFAULT = 30_000;
 const CLOSE_GRACE_MS_DEFAULT = 5_000;
+const CONNECTIONS_MAX_DEFAULT = 64;
 const READ_AHEAD_BYTES = 256 * 1024;
 /** Longest option payload we buffer: NBD_OPT_GO with a maximal name and a generous info list. */
 const OPTION_DATA_BYTES_MAX = NBD_STRING_BYTES_MAX + 1024;
@@ -146,6 +149,7 @@ export class NbdServer {
       inFlightRequestsMax: options.inFlightRequestsMax ?? IN_FLIGHT_REQUESTS_MAX_DEFAULT,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS_DEFAULT,
       closeGraceMs: options.closeGraceMs ?? CLOSE_GRACE_MS_DEFAULT,
+      connectionsMax: options.connectionsMax ?? CONNECTIONS_MAX_DEFAULT,
     };
     assert(this.limits.inFlightBytesMax > 0 && this.limits.inFlightRequestsMax > 0, 'in-flight limits must be positive');
   }
@@ -154,6 +158,7 @@ export class NbdServer {
   async listen(where: NbdListenOptions): Promise<NbdAddress> {
     assert(this.server === undefined, 'NbdServer.listen called twice');
     const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
+    server.maxConnections = this.limits.connectionsMax;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => {
@@ -235,6 +240,7 @@ interface ConnectionLimits {
   readonly inFlightRequestsMax: number;
   readonly handshakeTimeoutMs: number;
   readonly closeGraceMs: number;
+  readonly connectionsMax: number;
 }
 
 /** One admitted request, from the moment its header (and payload) is read until its reply is queued. */
