@@ -29,6 +29,6 @@
  *   flush (up to a grace period), then closes each connection — the spec's "wait for in-flight requests".
  */
 export { NbdServer } from './server.js';
-export type { BlockExport, ExportCatalog, ExportSource, NbdAddress, NbdListenOptions, NbdServerOptions } from './server.js';
+export type { BlockExport, ExportCatalog, ExportSource, NbdAddress, NbdLimits, NbdListenOptions, NbdServerOptions } from './server.js';
 export { FileBlockExport, type FileBlockExportOptions } from './file-export.js';
 export * as nbdProtocol from './protocol.js';

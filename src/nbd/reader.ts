@@ -63,6 +63,13 @@ export class SocketReader {
     }
   }
 
+  /** Moves up to n buffered bytes into target at targetOffset; returns how many were moved. */
+  copyAvailable(target: Buffer, targetOffset: number, n: number): number {
+    const takeBytes = Math.min(n, this.bufferedBytes);
+    if (takeBytes > 0) this.copyOut(targetOffset === 0 ? target : target.subarray(targetOffset), takeBytes);
+    return takeBytes;
+  }
+
   /** Drops up to n buffered bytes; returns how many were dropped. */
   discard(n: number): number {
     let droppedBytes = 0;

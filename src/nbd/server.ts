@@ -128,14 +128,14 @@ const OPTION_DATA_BYTES_MAX = NBD_STRING_BYTES_MAX + 1024;
 /** Options per handshake; a client haggling longer than this is broken or hostile. */
 const OPTIONS_PER_HANDSHAKE_MAX = 1024;
 const BLOCK_SIZE_PREFERRED_DEFAULT = 4096;
-/** Largest chunk one discard() step waits for when skipping an unwanted payload. */
-const DISCARD_STEP_BYTES = 64 * 1024;
+/** Most bytes one step of streaming a payload (in, or skipped) waits for. */
+const STREAM_STEP_BYTES = 64 * 1024;
 
 export class NbdServer {
   private readonly exportSource: ExportSource;
   private readonly defaultExportName: string | undefined;
   private readonly logLine: (line: string) => void;
-  readonly limits: ConnectionLimits;
+  readonly limits: NbdLimits;
   private server: Server | undefined;
   private readonly connections = new Set<NbdConnection>();
   private closing = false;
@@ -235,7 +235,8 @@ export class NbdServer {
   }
 }
 
-interface ConnectionLimits {
+/** The limits a server applies to each connection (and the connection count), after defaults. */
+export interface NbdLimits {
   readonly inFlightBytesMax: number;
   readonly inFlightRequestsMax: number;
   readonly handshakeTimeoutMs: number;
@@ -483,6 +484,19 @@ class NbdConnection {
     this.socket.write(encodeOptionReply(option, replyType, payload));
   }
 
+  /**
+   * Fills target from the socket as bytes arrive, so a large payload is never held twice (once in
+   * socket chunks, once in target).
+   */
+  private async readInto(target: Buffer): Promise<void> {
+    let filledBytes = 0;
+    while (filledBytes < target.length) {
+      const remainingBytes = target.length - filledBytes;
+      if (!this.reader.has(1)) await this.reader.waitFor(Math.min(remainingBytes, STREAM_STEP_BYTES));
+      filledBytes += this.reader.copyAvailable(target, filledBytes, remainingBytes);
+    }
+  }
+
   private async readBytes(n: number): Promise<Buffer> {
     if (!this.reader.has(n)) await this.reader.waitFor(n);
     const buf = Buffer.allocUnsafe(n);
@@ -494,7 +508,7 @@ class NbdConnection {
   private async skipBytes(n: number): Promise<void> {
     let remainingBytes = n;
     while (remainingBytes > 0) {
-      if (!this.reader.has(1)) await this.reader.waitFor(Math.min(remainingBytes, DISCARD_STEP_BYTES));
+      if (!this.reader.has(1)) await this.reader.waitFor(Math.min(remainingBytes, STREAM_STEP_BYTES));
       remainingBytes -= this.reader.discard(remainingBytes);
     }
   }
@@ -543,8 +557,8 @@ class NbdConnection {
         const payload = Buffer.allocUnsafe(header.lengthBytes);
         // Charge before waiting for the payload so the budget covers the bytes being buffered.
         this.admit(payload.length);
-        if (!this.reader.has(payload.length)) await this.reader.waitFor(payload.length);
-        this.reader.copyOut(payload, payload.length);
+        if (this.reader.has(payload.length)) this.reader.copyOut(payload, payload.length);
+        else await this.readInto(payload);
         this.dispatch(blockExport, header, handle, payload, payload.length);
         continue;
       }
