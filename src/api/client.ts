@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { prepareHome, processAlive, readPid } from './home.js';
 import type { CairnHome } from './home.js';
-import { API_PREFIX, ERROR_TRAILER, FILE_ENDPOINT, JSON_BODY_BYTES_MAX, VOLUME_ENDPOINT } from './protocol.js';
+import { API_PREFIX, DIFF_ENDPOINT, ERROR_TRAILER, FILE_ENDPOINT, JSON_BODY_BYTES_MAX, VOLUME_ENDPOINT } from './protocol.js';
 import type { ApiResponse, DaemonInfo, Verb, VerbArgs, VerbResult, WireError } from './protocol.js';
 
 /** bin/cairn.js names it, since the CLI may run from a transpiled copy elsewhere. */
@@ -59,6 +59,22 @@ export class DaemonClient {
     const query = new URLSearchParams({ dataset, offset: String(offsetBytes) });
     if (lengthBytes !== undefined) query.set('length', String(lengthBytes));
     const response = await this.send('GET', `${VOLUME_ENDPOINT}?${query.toString()}`, null);
+    if (response.statusCode !== 200) return readJsonResponse<never>(response);
+    return checkedBody(response);
+  }
+
+  /** zfs diff output lines for from → to (to: the dataset itself when omitted). */
+  async getDiff(
+    from: string,
+    to: string | undefined,
+    options: { classify?: boolean; scripted?: boolean; escape?: boolean },
+  ): Promise<AsyncIterable<Buffer>> {
+    const query = new URLSearchParams({ from });
+    if (to !== undefined) query.set('to', to);
+    if (options.classify === true) query.set('classify', '1');
+    if (options.scripted === true) query.set('scripted', '1');
+    if (options.escape === false) query.set('escape', '0');
+    const response = await this.send('GET', `${DIFF_ENDPOINT}?${query.toString()}`, null);
     if (response.statusCode !== 200) return readJsonResponse<never>(response);
     return checkedBody(response);
   }

@@ -3,7 +3,7 @@
  * { ok: true, result } or { ok: false, error: CairnError.toWire() }; file data streams as the body of
  * PUT / GET /v1/file?dataset=D&path=/x, and a volume's bytes as the body of
  * PUT /v1/volume?dataset=D&offset=N and GET /v1/volume?dataset=D&offset=N&length=L (never buffered
- * whole). A GET reports an error that happens after the first byte in the X-Cairn-Error trailer, so a
+ * whole); `zfs diff` output streams from GET /v1/diff. A GET reports an error that happens after the first byte in the X-Cairn-Error trailer, so a
  * truncated download is never mistaken for a file.
  *
  * A dataset is named as zfs names it ("tank", "tank/home", "tank/home@monday"); its first component is
@@ -21,6 +21,8 @@ import type { ErrorCode } from '../util/errors.js';
 export const API_PREFIX = '/v1/';
 export const FILE_ENDPOINT = '/v1/file';
 export const VOLUME_ENDPOINT = '/v1/volume';
+/** GET ?from=SNAP[&to=SNAP|FS][&classify=1][&scripted=1][&escape=0]: zfs diff lines, streamed. */
+export const DIFF_ENDPOINT = '/v1/diff';
 export const ERROR_TRAILER = 'x-cairn-error';
 /** JSON request bodies are small; anything bigger is a protocol error, not a reason to buffer. */
 export const JSON_BODY_BYTES_MAX = 1024 * 1024;

@@ -13,6 +13,8 @@ import { CairnError, isCairnError } from '../util/errors.js';
 import type { ErrorCode } from '../util/errors.js';
 import { PoolCacheFile } from './cachefile.js';
 import { parentOf } from '../dataset/index.js';
+import { escapeDiffPath, formatDiffEntry } from '../dataset/diff.js';
+import type { DiffEntry } from '../dataset/diff.js';
 import type { BlockVolume, DatasetManager, DestroyOptions, DestroyResult } from '../dataset/index.js';
 import type { FileSystemApi } from '../fs/index.js';
 import { datasetRow, newerSnapshots, poolOfDataset, selectDatasets } from './dataset-ops.js';
@@ -34,6 +36,7 @@ import {
 import type { CairnHome } from './home.js';
 import {
   API_PREFIX,
+  DIFF_ENDPOINT,
   ERROR_TRAILER,
   FILE_ENDPOINT,
   JSON_BODY_BYTES_MAX,
@@ -650,6 +653,10 @@ export class DaemonServer {
         await this.handleVolume(request, response, url);
         return;
       }
+      if (url.pathname === DIFF_ENDPOINT && request.method === 'GET') {
+        await this.handleDiff(response, url);
+        return;
+      }
       if (request.method !== 'POST' || !url.pathname.startsWith(API_PREFIX)) {
         throw new CairnError('EPROTO', `unsupported request ${request.method ?? '?'} ${url.pathname}`);
       }
@@ -729,6 +736,27 @@ export class DaemonServer {
     throw new CairnError('EPROTO', `unsupported method ${request.method ?? '?'} on ${FILE_ENDPOINT}`);
   }
 
+  /** zfs diff: lines formatted here (paths under the dataset's mountpoint, as zfs prints them). */
+  private async handleDiff(response: ServerResponse, url: URL): Promise<void> {
+    const from = url.searchParams.get('from');
+    if (from === null) throw new CairnError('EPROTO', 'diff request needs from');
+    const to = url.searchParams.get('to') ?? undefined;
+    if (to !== undefined && poolOfDataset(to) !== poolOfDataset(from)) {
+      throw new CairnError('EINVAL', `cannot diff '${from}' to '${to}': not in the same pool`);
+    }
+    const options = {
+      classify: url.searchParams.get('classify') === '1',
+      scripted: url.searchParams.get('scripted') === '1',
+      escape: url.searchParams.get('escape') !== '0',
+    };
+    await this.usePool(poolOfDataset(from), async (entry) => {
+      const datasets = entry.handle.datasets;
+      const head = from.includes('@') ? from.slice(0, from.indexOf('@')) : from;
+      const mountpoint = await mountpointOf(datasets, head);
+      await streamChunks(diffLines(datasets.diff(from, to), mountpoint, options), response);
+    });
+  }
+
   /** cairn vol write / read: a volume's bytes from OFFSET, streamed in bounded chunks either way. */
   private async handleVolume(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     const dataset = url.searchParams.get('dataset');
@@ -796,6 +824,40 @@ async function streamChunks(chunks: AsyncGenerator<Buffer>, response: ServerResp
   }
   response.addTrailers({ [ERROR_TRAILER]: trailer === '' ? 'none' : trailer });
   response.end();
+}
+
+const DIFF_CHUNK_BYTES = 64 * 1024;
+
+/** The mountpoint diff paths go under; a dataset not mounted anywhere ('none', 'legacy') uses /NAME. */
+async function mountpointOf(datasets: DatasetManager, name: string): Promise<string> {
+  const found = (await datasets.getProperties(name, ['mountpoint'])).find((p) => p.name === 'mountpoint');
+  const value = found === undefined ? '' : String(found.value);
+  return value.startsWith('/') ? value : `/${name}`;
+}
+
+/** Diff entries as zfs diff lines, gathered into chunks of about DIFF_CHUNK_BYTES. */
+async function* diffLines(
+  entries: AsyncIterable<DiffEntry>,
+  mountpoint: string,
+  options: { classify: boolean; scripted: boolean; escape: boolean },
+): AsyncGenerator<Buffer> {
+  const under = (path: string): string => (path === '/' ? mountpoint : `${mountpoint === '/' ? '' : mountpoint}${path}`);
+  let text = '';
+  for await (const entry of entries) {
+    const placed: DiffEntry = { ...entry, path: under(entry.path), ...(entry.newPath !== undefined ? { newPath: under(entry.newPath) } : {}) };
+    let line = formatDiffEntry(placed, { classify: options.classify, escape: options.escape });
+    if (options.scripted && placed.change === 'R' && placed.newPath !== undefined) {
+      // zfs diff -H: the new path in its own field instead of " -> ".
+      const escapeOne = (path: string): string => (options.escape ? escapeDiffPath(path) : path);
+      line = `${line.slice(0, line.length - ` -> ${escapeOne(placed.newPath)}`.length)}\t${escapeOne(placed.newPath)}`;
+    }
+    text += `${line}\n`;
+    if (text.length >= DIFF_CHUNK_BYTES) {
+      yield Buffer.from(text);
+      text = '';
+    }
+  }
+  if (text !== '') yield Buffer.from(text);
 }
 
 /** A byte count from the query ("offset", "length"): a non-negative safe integer, or absent. */

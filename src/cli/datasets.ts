@@ -376,6 +376,27 @@ export const DATASET_COMMANDS: Command[] = [
     },
   },
   {
+    words: ['diff'],
+    usage: 'cairn diff [-F] [-H] [-h] SNAPSHOT [SNAPSHOT|FILESYSTEM]',
+    flags: { F: 'boolean', H: 'boolean', h: 'boolean' },
+    async run(context, args, usage) {
+      expectPositionals(args, usage, ['snapshot name'], 2);
+      const from = checkName(args.positionals[0] ?? '', 'snapshot', usage);
+      const toText = args.positionals[1];
+      // zfs accepts "@later" for a snapshot of the same dataset.
+      const to = toText === undefined ? undefined : toText.startsWith('@') ? `${from.slice(0, from.indexOf('@'))}${toText}` : toText;
+      if (to !== undefined) checkName(to, 'any', usage);
+      const client = await context.client();
+      const chunks = await client.getDiff(from, to, {
+        classify: args.booleans.has('F'),
+        scripted: args.booleans.has('H'),
+        escape: !args.booleans.has('h'),
+      });
+      await pipeline(Readable.from(chunks), process.stdout, { end: false });
+      return 0;
+    },
+  },
+  {
     words: ['vol', 'write'],
     usage: 'cairn vol write VOLUME OFFSET < DATA',
     flags: {},
