@@ -1,76 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPool, importPool } from '../pool/index.js';
-import type { DeviceOpenFn } from '../pool/api.js';
-import type { Pool } from '../pool/pool.js';
-import type { FileSystemApi } from '../fs/types.js';
 import { FaultyDevice } from '../testing/faulty-device.js';
 import { Random } from '../testing/random.js';
 import { isCairnError } from '../util/errors.js';
 import { ALLOCATABLE_START_BYTES } from '../vdev/layout.js';
-
-const MiB = 1024 * 1024;
-
-interface Rig {
-  pool: Pool;
-  devices: Map<string, FaultyDevice>;
-  reimport(): Promise<Pool>;
-}
-
-async function makePool(name: string, seed: number): Promise<Rig> {
-  const devices = new Map<string, FaultyDevice>();
-  const paths = [`/ds/${name}/a`, `/ds/${name}/b`];
-  for (const p of paths) devices.set(p, new FaultyDevice({ sizeBytes: 128 * MiB, seed: seed++, path: p }));
-  const openDevice: DeviceOpenFn = async (path) => {
-    const d = devices.get(path);
-    if (!d) throw new Error(`no device ${path}`);
-    return d;
-  };
-  const pool = (await createPool({ name, vdevSpec: ['mirror', ...paths], openDevice, cacheSizeBytes: 8 * MiB })) as unknown as Pool;
-  const rig: Rig = {
-    pool,
-    devices,
-    reimport: async () => {
-      rig.pool = (await importPool({ searchPaths: paths, openDevice, cacheSizeBytes: 8 * MiB })) as unknown as Pool;
-      return rig.pool;
-    },
-  };
-  return rig;
-}
-
-async function put(fs: FileSystemApi, name: string, data: Buffer): Promise<void> {
-  let ino: number;
-  try {
-    ino = (await fs.lookup(fs.rootIno, name)).ino;
-    await fs.setattr(ino, { sizeBytes: 0 });
-  } catch (e) {
-    if (!isCairnError(e, 'ENOENT')) throw e;
-    ino = (await fs.create(fs.rootIno, name, { mode: 0o644 })).ino;
-  }
-  for (let at = 0; at < data.length; at += MiB) await fs.write(ino, at, data.subarray(at, Math.min(data.length, at + MiB)));
-}
-
-async function get(fs: FileSystemApi, name: string): Promise<Buffer> {
-  const st = await fs.lookup(fs.rootIno, name);
-  return fs.read(st.ino, 0, st.sizeBytes);
-}
-
-async function assertSpaceExact(pool: Pool, when: string): Promise<void> {
-  const s = await pool.spaceCheck();
-  assert.equal(s.allocatedBytes, s.reachableBytes + s.deferredBytes, `${when}: allocated ${s.allocatedBytes} != reachable ${s.reachableBytes} + deferred ${s.deferredBytes}`);
-}
-
-/** Lets deferred frees come back (DEFER_TXGS txgs must pass). */
-async function settle(pool: Pool): Promise<void> {
-  for (let i = 0; i < 4; i++) {
-    await pool.logHistory('settle');
-    await pool.sync();
-  }
-}
-
-function code(c: string): (e: unknown) => boolean {
-  return (e) => isCairnError(e, c as never);
-}
+import { assertSpaceExact, code, get, makePool, MiB, put, settle } from './test-rig.js';
 
 test('datasets: nested create, -p, list, destroy frees the tree and refuses with children or snapshots', async () => {
   const rig = await makePool('nest', 1);

@@ -8,6 +8,7 @@ import { ObjectSet, ObjsetType, type ObjsetEnvironment, type WritePolicy } from 
 import { ObjectType, type ObjectStore } from '../objects/types.js';
 import { Filesystem } from '../fs/index.js';
 import { Volume } from './volume.js';
+import { diffFilesystems, type DiffEntry } from './diff.js';
 import type { FileSystemApi } from '../fs/types.js';
 import { assert } from '../util/assert.js';
 import { CairnError } from '../util/errors.js';
@@ -595,7 +596,12 @@ export class DatasetManager {
   /** The property chain of a dataset or snapshot, up to the pool's root dataset. */
   private layers(node: DsNode): PropertyLayer[] {
     const out: PropertyLayer[] = [];
-    for (let n: DsNode | undefined = node; n; n = this.parentOf(n)) out.push({ name: n.name, local: Object.fromEntries(n.props) });
+    for (let n: DsNode | undefined = node; n; n = this.parentOf(n)) {
+      const local: Record<string, PropertyValue> = Object.fromEntries(n.props);
+      // A volume keeps its size and block size itself: they show as its own values.
+      if (n.volume) Object.assign(local, { volsize: n.volume.sizeBytes, volblocksize: n.volume.blockSizeBytes });
+      out.push({ name: n.name, local });
+    }
     return out;
   }
 
@@ -761,7 +767,7 @@ export class DatasetManager {
    * unlinked-set drain) count as no dirty data. Once sealed, store mutations fail with EROFS, which the
    * file system's atime update (relatime) ignores, so reading a snapshot changes nothing.
    */
-  private async snapshotStore(node: DsNode): Promise<{ store: ObjectStore; seal: () => void }> {
+  private async snapshotStore(node: DsNode): Promise<{ store: ObjectStore; seal: () => void; objset: ObjectSet }> {
     const name = node.name;
     const ro: ObjsetEnvironment = {
       ...this.host.env,
@@ -781,7 +787,28 @@ export class DatasetManager {
         return (v as (...a: unknown[]) => unknown).bind(target);
       },
     }) as unknown as ObjectStore;
-    return { store: liveStore(store, node.live, name), seal: () => { sealed = true; } };
+    return { store: liveStore(store, node.live, name), seal: () => { sealed = true; }, objset: os };
+  }
+
+  /**
+   * zfs diff SNAP [SNAP|FS]: what changed from a snapshot to a later snapshot of the same dataset, to
+   * the dataset itself (the default), or to a clone of the snapshot. Cost follows what changed.
+   */
+  async *diff(fromName: string, toName?: string): AsyncGenerator<DiffEntry> {
+    const from = this.node(fromName);
+    if (!from.isSnapshot) throw new CairnError('EINVAL', `'${fromName}' is not a snapshot`);
+    if (from.isVolume) throw new CairnError('EINVAL', `'${fromName}' is a volume snapshot; diff compares filesystems`);
+    const head = this.nodes.get(from.phys.parentDir) as DsNode;
+    const to = this.node(toName ?? head.name);
+    const laterSnapshot = to.isSnapshot && to.phys.parentDir === head.id && to.phys.createTxg > from.phys.createTxg;
+    if (!(to === head || laterSnapshot || to.phys.originSnapshot === from.id)) {
+      throw new CairnError('EINVAL', `cannot diff '${fromName}' to '${to.name}': not a later snapshot of the same dataset, the dataset, or a clone of it`);
+    }
+    const fromSide = { fs: await this.open(from.name), objset: (await this.snapshotStore(from)).objset, txg: from.phys.createTxg };
+    const toSide = to.isSnapshot
+      ? { fs: await this.open(to.name), objset: (await this.snapshotStore(to)).objset }
+      : { fs: to.fs as Filesystem, objset: to.os as ObjectSet };
+    yield* diffFilesystems(fromSide, toSide);
   }
 
   /** A volume's block device; a snapshot of a volume gives a read-only one. */
@@ -1215,10 +1242,6 @@ export class DatasetManager {
       logicalused: logicalUsed,
       origin: node.phys.originSnapshot ? (this.nodes.get(node.phys.originSnapshot)?.name ?? '-') : '-',
     });
-    if (node.volume) {
-      out['volsize'] = node.volume.sizeBytes;
-      out['volblocksize'] = node.volume.blockSizeBytes;
-    }
     return out;
   }
 
@@ -1244,10 +1267,8 @@ export class DatasetManager {
     if (node.isSnapshot) await this.refreshSnapshotUsed(node);
     const all = resolveProperties(this.layers(node), { type: node.type, stats: this.stats(node) });
     for (const [k, r] of this.resolved(node)) if (all.has(k) && r.source !== '-') all.set(k, r);
-    for (const k of ['volsize', 'volblocksize']) {
-      const r = all.get(k);
-      if (r) r.source = k === 'volsize' || r.value !== propertyDefinition(k).defaultValue ? 'local' : 'default';
-    }
+    const volblocksize = all.get('volblocksize');
+    if (volblocksize && volblocksize.value === propertyDefinition('volblocksize').defaultValue) volblocksize.source = 'default';
     if (names === undefined) return [...all.values()];
     const out: ResolvedProperty[] = [];
     for (const wanted of names) {

@@ -20,6 +20,9 @@ export { DatasetManager, decodeDatasetPhysAny, encodeDatasetPhysV2 } from './dsl
 export type {
   BlockVolume, CreateDatasetOptions, DatasetHost, DatasetListEntry, DatasetPhys, DatasetSpace, DestroyOptions, DestroyResult, SnapshotHold,
 } from './dsl.js';
+export { diffFilesystems, escapeDiffPath, formatDiffEntry } from './diff.js';
+export type { DiffEntry } from './diff.js';
+export { Volume } from './volume.js';
 export { appendDeadList, createDeadList, deadListBytesBornAfter, deadListChunks, deadListTotals, freeDeadList } from './deadlist.js';
 export type { DeadListTotals } from './deadlist.js';
 export * from './names.js';
