@@ -628,7 +628,9 @@ describe('NBD server', () => {
 
     // Still in sync: a real write and read round-trip, and nothing of the refused writes landed.
     const good = Buffer.alloc(8192, 0x42);
+    const flushesBefore = disk.calls.flush;
     assert.equal((await roundTrip(client, NBD_CMD_WRITE, 20 * MiB, good.length, good, NBD_CMD_FLAG_FUA)).error, 0);
+    assert.equal(disk.calls.flush, flushesBefore + 1, 'a FUA write flushes the export before its reply');
     const back = await roundTrip(client, NBD_CMD_READ, 20 * MiB, good.length);
     assert.ok(back.data?.equals(good));
     const head = await roundTrip(client, NBD_CMD_READ, 0, 4096);
