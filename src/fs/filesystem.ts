@@ -178,6 +178,17 @@ function checkOffset(offset: number, what: string): void {
   if (!Number.isSafeInteger(offset) || offset < 0) throw new CairnError('EINVAL', `bad ${what} ${offset}`);
 }
 
+/**
+ * Deletes the chunk keys of one set from index `from` on. Chunks are written in ascending and deleted in
+ * descending order, so whatever a failure part way leaves, a set is always a contiguous run from 0 and
+ * its end is found by probing upward.
+ */
+async function deleteXattrChunks(kv: KvMap, name: string, chunkSet: number, from: number): Promise<void> {
+  let end = from;
+  while ((await kv.get(xattrChunkKey(name, chunkSet, end))) !== undefined) end++;
+  for (let index = end - 1; index >= from; index--) await kv.delete(xattrChunkKey(name, chunkSet, index));
+}
+
 function noXattr(ino: number, name: string): CairnError {
   return new CairnError('ENODATA', `inode ${ino} has no extended attribute "${name}"`);
 }
@@ -638,7 +649,7 @@ export class Filesystem implements FileSystemApi {
       const value = Buffer.alloc(entry.lengthBytes);
       const chunkCount = xattrChunkCount(entry);
       for (let index = 0; index < chunkCount; index++) {
-        const chunk = await kv.get(xattrChunkKey(name, index));
+        const chunk = await kv.get(xattrChunkKey(name, entry.chunkSet, index));
         const expectedBytes = Math.min(XATTR_CHUNK_SIZE_BYTES, entry.lengthBytes - index * XATTR_CHUNK_SIZE_BYTES);
         if (chunk?.length !== expectedBytes) {
           throw new CairnError('EIO', `extended attribute "${name}" of inode ${ino} is missing chunk ${index}`);
@@ -664,21 +675,26 @@ export class Filesystem implements FileSystemApi {
         throw new CairnError('EEXIST', `extended attribute "${name}" of inode ${ino} exists`);
       }
       if (flags.replace === true && existing === undefined) throw noXattr(ino, name);
-      // All checks passed.
+      // All checks passed. The writes are ordered so that a failure part way (ENOSPC) leaves the old
+      // value whole: the object is linked to the inode before anything goes in it, the new chunks go to
+      // the chunk set the old value does not use, and one kv write of the entry switches to them.
       let kv = existingKv;
       if (kv === undefined) {
         kv = await createKv(this.store, ObjectType.kv);
         inode.phys.xattrObjectId = kv.objectId;
+        await this.saveInode(inode);
       }
-      const entryRaw = encodeXattrEntry(valueCopy);
-      await kv.set(name, entryRaw);
+      const chunkSet = existing !== undefined && xattrChunkCount(existing) > 0 ? 1 - existing.chunkSet : 0;
+      const entryRaw = encodeXattrEntry(valueCopy, chunkSet);
       const chunkCount = xattrChunkCount(decodeXattrEntry(entryRaw).entry);
       for (let index = 0; index < chunkCount; index++) {
         const start = index * XATTR_CHUNK_SIZE_BYTES;
-        await kv.set(xattrChunkKey(name, index), valueCopy.subarray(start, start + XATTR_CHUNK_SIZE_BYTES));
+        await kv.set(xattrChunkKey(name, chunkSet, index), valueCopy.subarray(start, start + XATTR_CHUNK_SIZE_BYTES));
       }
-      const oldChunkCount = existing === undefined ? 0 : xattrChunkCount(existing);
-      for (let index = chunkCount; index < oldChunkCount; index++) await kv.delete(xattrChunkKey(name, index));
+      await kv.set(name, entryRaw);
+      // Drop the old value's chunks and any left by an earlier attempt that failed part way.
+      await deleteXattrChunks(kv, name, chunkSet, chunkCount);
+      await deleteXattrChunks(kv, name, 1 - chunkSet, 0);
       inode.phys.ctimeNs = this.nowNs();
       await this.saveInode(inode);
     });
@@ -719,8 +735,8 @@ export class Filesystem implements FileSystemApi {
       const existing = await this.xattrEntry(kv, name);
       if (existing === undefined) throw noXattr(ino, name);
       await kv.delete(name);
-      const chunkCount = xattrChunkCount(existing);
-      for (let index = 0; index < chunkCount; index++) await kv.delete(xattrChunkKey(name, index));
+      await deleteXattrChunks(kv, name, 0, 0);
+      await deleteXattrChunks(kv, name, 1, 0);
       // The last attribute takes the object with it, so an inode without attributes costs nothing.
       if ((await kv.count()) === 0) {
         await this.store.freeObject(kv.objectId);

@@ -31,8 +31,10 @@
  *   unlink, rmdir, or a rename over it), so an inode without attributes costs no object. Its keys are
  *   the attribute names; each value is an XattrEntryPhys (xattr.ts: u8 format, u32 LE length, then the
  *   value inline when it fits a kv value). A larger value (up to Linux's 64 KiB) is split into 1 KiB
- *   chunks under "<name>\0<index>" in the same map: NUL never occurs in a name, so listxattr skips those
- *   keys, and a value never needs an object of its own. Limits and errors are Linux's: names of 1-255
+ *   chunks under "<name>\0<set>.<index>" in the same map: NUL never occurs in a name, so listxattr skips
+ *   those keys, and a value never needs an object of its own. A replace writes the new chunks to the
+ *   other set (0/1) and then switches the entry in one kv write, so a failure part way leaves the old
+ *   value whole. Limits and errors are Linux's: names of 1-255
  *   bytes (ERANGE) with a user./trusted./security./system. prefix (EOPNOTSUPP; a bare prefix is EINVAL),
  *   values ≤ 64 KiB (E2BIG), a listing ≤ 64 KiB (E2BIG), user.* only on files and directories (EPERM /
  *   ENODATA). Permission checks (trusted.* needs CAP_SYS_ADMIN) belong to the frontends that know the

@@ -8,7 +8,7 @@ import { Random } from '../testing/random.js';
 import { openKv } from '../kv/index.js';
 import { createPool, importPool } from '../pool/index.js';
 import type { Pool } from '../pool/pool.js';
-import { isCairnError, type ErrorCode } from '../util/errors.js';
+import { CairnError, isCairnError, type ErrorCode } from '../util/errors.js';
 import { Filesystem } from './filesystem.js';
 import { decodeInode } from './inode.js';
 import { XATTR_INLINE_MAX_BYTES, XATTR_SIZE_MAX_BYTES } from './xattr.js';
@@ -237,6 +237,83 @@ test('xattr: concurrent calls are atomic (one create wins, a reader never sees h
   };
   const reads = await Promise.all([reader(), reader(), writer]);
   assert.ok((reads[0] as number) > 0 && (reads[1] as number) > 0);
+});
+
+/**
+ * A store whose writes fail with ENOSPC once `failAfterWrites` more have gone through, counting only the
+ * first write after a read: that is where a kv operation starts changing things, so the failure lands
+ * between kv operations (which is what the xattr write order must survive). A failure inside one kv
+ * operation is the kv layer's to survive, and the real object set never refuses a kv object's write
+ * (ENOSPC is checked only for file and volume data; metadata has the slop).
+ */
+function failingStore(store: MemoryObjectStore): { store: MemoryObjectStore; arm(failAfterWrites: number): void; disarm(): void } {
+  let remaining = Infinity;
+  let lastWasRead = false;
+  const wrapped = new Proxy(store, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (prop === 'read') {
+        return async (id: number, offset: number, length: number) => {
+          lastWasRead = true;
+          return target.read(id, offset, length);
+        };
+      }
+      if (prop === 'write') {
+        return async (id: number, offset: number, data: Buffer) => {
+          const first = lastWasRead;
+          lastWasRead = false;
+          if (first && remaining-- <= 0) throw new CairnError('ENOSPC', 'injected: out of space');
+          return target.write(id, offset, data);
+        };
+      }
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { store: wrapped, arm: (n) => (remaining = n), disarm: () => (remaining = Infinity) };
+}
+
+test('xattr: a setxattr that fails part way (ENOSPC at every possible write) leaves the old value whole', async () => {
+  const base = new MemoryObjectStore();
+  const faulty = failingStore(base);
+  const fs = await Filesystem.create(faulty.store, { uid: 0, gid: 0 });
+  const file = await fs.create(fs.rootIno, 'f', { mode: 0o644 });
+  const rnd = new Random(0xe05c);
+  let current = rnd.bytes(XATTR_SIZE_MAX_BYTES);
+  await fs.setxattr(file.ino, 'user.v', current);
+  const next = [rnd.bytes(XATTR_SIZE_MAX_BYTES), rnd.bytes(3000), rnd.bytes(20), rnd.bytes(40_000)];
+  let failures = 0;
+  for (const value of next) {
+    for (let failAfter = 0; ; failAfter++) {
+      faulty.arm(failAfter);
+      let failed = false;
+      try {
+        await fs.setxattr(file.ino, 'user.v', value);
+      } catch (e) {
+        assert.ok(isCairnError(e, 'ENOSPC'), String(e));
+        failed = true;
+        failures++;
+      } finally {
+        faulty.disarm();
+      }
+      const got = await fs.getxattr(file.ino, 'user.v');
+      if (failed) {
+        // Before the entry switched, the old value; after it, the new one; never a mix.
+        assert.ok(got.equals(current) || got.equals(value), `torn value after a failure at write ${failAfter}`);
+        if (got.equals(value)) current = value;
+        continue;
+      }
+      assert.ok(got.equals(value));
+      current = value;
+      break;
+    }
+  }
+  assert.ok(failures > 60, `only ${failures} injected failures`);
+  // A later successful set cleans every chunk a failed attempt left behind.
+  await fs.setxattr(file.ino, 'user.v', Buffer.from('small'));
+  const kv = openKv(base, await xattrObjectId(base, file.ino));
+  assert.equal(await kv.count(), 1);
+  await fs.removexattr(file.ino, 'user.v');
+  assert.equal(await xattrObjectId(base, file.ino), 0);
 });
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -4,16 +4,20 @@
  *
  * A kv value holds at most KV_VALUE_SIZE_MAX_BYTES (1 KiB) and an attribute value up to 64 KiB, so a
  * value that does not fit next to its 5-byte header is split into 1 KiB chunks under keys
- * "<name>\0<index>". NUL can never be in an attribute name (Linux names are C strings), so chunk keys
- * never collide with names and listxattr skips every key that holds a NUL. Keeping the chunks in the
- * same kv object (rather than a file object per large value, as ZFS's xattr=dir does) means an
+ * "<name>\0<set>.<index>". NUL can never be in an attribute name (Linux names are C strings), so chunk
+ * keys never collide with names and listxattr skips every key that holds a NUL. Keeping the chunks in
+ * the same kv object (rather than a file object per large value, as ZFS's xattr=dir does) means an
  * attribute never needs a second object, and freeing the inode's xattr object frees every value.
+ *
+ * Two chunk sets (0 and 1) make a replace safe against a failure part way (ENOSPC while writing chunks):
+ * the new value's chunks go to the set the current value does not use, then the entry switches to them
+ * in one kv write, then the old set is deleted. Until the switch the old value reads whole.
  *
  *   XattrEntryPhys, the value under "<name>" (little-endian):
  *     0 u8  format   0 = inline (the value follows), 1 = chunked (the value is in the chunk keys)
  *     1 u32 length   value bytes
- *     5 ...          inline: the value; chunked: nothing
- *   chunk i ("<name>\0<i>", i decimal from 0): bytes [i * 1024, min(length, (i + 1) * 1024)) of the value
+ *     5 ...          inline: the value; chunked: u8 chunk set (0 or 1)
+ *   chunk i of set s ("<name>\0<s>.<i>", decimal): bytes [i * 1024, min(length, (i + 1) * 1024))
  */
 import { KV_VALUE_SIZE_MAX_BYTES } from '../kv/index.js';
 import { CairnError } from '../util/errors.js';
@@ -38,6 +42,8 @@ const XATTR_CHUNK_SEPARATOR = '\0';
 export interface XattrEntryPhys {
   format: number;
   lengthBytes: number;
+  /** Which chunk keys hold a chunked value (0 or 1); 0 for inline values. */
+  chunkSet: number;
 }
 
 /**
@@ -71,8 +77,8 @@ export function xattrNamespace(name: string): (typeof XATTR_NAMESPACES)[number] 
   throw new CairnError('EOPNOTSUPP', `extended attribute "${name}" has no known namespace (user., trusted., security., system.)`);
 }
 
-export function xattrChunkKey(name: string, index: number): string {
-  return `${name}${XATTR_CHUNK_SEPARATOR}${index}`;
+export function xattrChunkKey(name: string, chunkSet: number, index: number): string {
+  return `${name}${XATTR_CHUNK_SEPARATOR}${chunkSet}.${index}`;
 }
 
 export function isXattrChunkKey(key: string): boolean {
@@ -83,13 +89,14 @@ export function xattrChunkCount(entry: XattrEntryPhys): number {
   return entry.format === XATTR_FORMAT_CHUNKED ? Math.ceil(entry.lengthBytes / XATTR_CHUNK_SIZE_BYTES) : 0;
 }
 
-/** The entry for a value: inline when it fits, else a header whose chunks the caller writes. */
-export function encodeXattrEntry(value: Buffer): Buffer {
+/** The entry for a value: inline when it fits, else a header naming the chunk set the caller writes. */
+export function encodeXattrEntry(value: Buffer, chunkSet: number): Buffer {
   const inline = value.length <= XATTR_INLINE_MAX_BYTES;
-  const out = Buffer.alloc(XATTR_HEADER_SIZE_BYTES + (inline ? value.length : 0));
+  const out = Buffer.alloc(XATTR_HEADER_SIZE_BYTES + (inline ? value.length : 1));
   out.writeUInt8(inline ? XATTR_FORMAT_INLINE : XATTR_FORMAT_CHUNKED, 0);
   out.writeUInt32LE(value.length, 1);
   if (inline) value.copy(out, XATTR_HEADER_SIZE_BYTES);
+  else out.writeUInt8(chunkSet, XATTR_HEADER_SIZE_BYTES);
   return out;
 }
 
@@ -99,10 +106,11 @@ export function decodeXattrEntry(raw: Buffer): { entry: XattrEntryPhys; inline: 
   const lengthBytes = raw.readUInt32LE(1);
   if (format === XATTR_FORMAT_INLINE) {
     if (raw.length !== XATTR_HEADER_SIZE_BYTES + lengthBytes) throw new CairnError('EIO', 'inline extended attribute has the wrong length');
-    return { entry: { format, lengthBytes }, inline: raw.subarray(XATTR_HEADER_SIZE_BYTES) };
+    return { entry: { format, lengthBytes, chunkSet: 0 }, inline: raw.subarray(XATTR_HEADER_SIZE_BYTES) };
   }
-  if (format !== XATTR_FORMAT_CHUNKED || raw.length !== XATTR_HEADER_SIZE_BYTES || lengthBytes > XATTR_SIZE_MAX_BYTES) {
+  const chunkSet = raw.length === XATTR_HEADER_SIZE_BYTES + 1 ? raw.readUInt8(XATTR_HEADER_SIZE_BYTES) : -1;
+  if (format !== XATTR_FORMAT_CHUNKED || (chunkSet !== 0 && chunkSet !== 1) || lengthBytes > XATTR_SIZE_MAX_BYTES) {
     throw new CairnError('EIO', `extended attribute entry (format ${format}, ${lengthBytes} bytes) is malformed`);
   }
-  return { entry: { format, lengthBytes }, inline: undefined };
+  return { entry: { format, lengthBytes, chunkSet }, inline: undefined };
 }
