@@ -38,6 +38,12 @@ test('properties: set, inherit with sources, persisted; compression and copies c
   await pool.sync();
   const refC2 = Number((await prop(pool, 'props/c', 'referenced')).value);
   assert.ok(refC2 - refC >= 2 * MiB, `copies=2 stores two copies (${refC2 - refC})`);
+  await pool.datasets.setProperty('props/a', 'readonly', 'on');
+  const b = await pool.datasets.open('props/a/b');
+  await assert.rejects(put(b, 'z2', Buffer.from('x')), code('EROFS'));
+  assert.ok((await get(b, 'z')).equals(zeros), 'a read-only dataset still reads');
+  await pool.datasets.inheritProperty('props/a', 'readonly');
+  await put(b, 'z2', Buffer.from('x'));
   await pool.datasets.inheritProperty('props/a', 'compression', { recursive: true });
   assert.deepEqual(await prop(pool, 'props/a/b', 'compression'), { value: 'on', source: 'default' });
   await pool.export();

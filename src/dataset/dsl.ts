@@ -219,8 +219,7 @@ class DsNode {
   readonly snapshots = new Map<string, number>();
   readonly clones = new Set<number>();
   snapshotView: FileSystemApi | null = null;
-  /** Cleared when the object set its file system uses is destroyed or rolled back. */
-  live: { live: boolean } = { live: true };
+  live: StoreGate;
   /** Locally set properties (the props kv), canonical values. */
   readonly props = new Map<string, PropertyValue>();
   /** Snapshots: user holds, tag → creation ms. */
@@ -237,6 +236,7 @@ class DsNode {
     this.id = id;
     this.name = name;
     this.phys = phys;
+    this.live = { live: true, readonly: false, name };
   }
 
   get isSnapshot(): boolean {
@@ -262,11 +262,20 @@ const MUTATING = /^(set|create|mkdir|unlink|rmdir|rename|link|symlink|write|remo
 
 const STORE_MUTATORS: ReadonlySet<string> = new Set(['allocateObject', 'freeObject', 'write', 'freeRange', 'setBonus']);
 
+/** What the store of a head checks on every call; one per open object set of the head. */
+interface StoreGate {
+  /** Cleared when the object set is destroyed or rolled back. */
+  live: boolean;
+  /** The readonly property. */
+  readonly: boolean;
+  name: string;
+}
+
 /**
  * The store a head's file system uses: once the dataset is destroyed or rolled back, calls through an
  * old handle fail instead of changing an object set that will never be synced (or reading freed blocks).
  */
-function liveStore(os: ObjectStore, token: { live: boolean }, name: string): ObjectStore {
+function liveStore(os: ObjectStore, token: StoreGate): ObjectStore {
   // One wrapper per method, made on first use: no allocation per call on the I/O path.
   const wrapped = new Map<string | symbol, unknown>();
   return new Proxy(os, {
@@ -276,8 +285,10 @@ function liveStore(os: ObjectStore, token: { live: boolean }, name: string): Obj
       let w = wrapped.get(prop);
       if (w === undefined) {
         const fn = (v as (...a: unknown[]) => unknown).bind(target);
+        const mutator = typeof prop === 'string' && STORE_MUTATORS.has(prop);
         w = (...args: unknown[]) => {
-          if (!token.live) return Promise.reject(new CairnError('ENOENT', `dataset '${name}' was destroyed or rolled back; open it again`));
+          if (!token.live) return Promise.reject(new CairnError('ENOENT', `dataset '${token.name}' was destroyed or rolled back; open it again`));
+          if (mutator && token.readonly) return Promise.reject(new CairnError('EROFS', `dataset '${token.name}' is read-only (readonly=on)`));
           return fn(...args);
         };
         wrapped.set(prop, w);
@@ -345,7 +356,7 @@ export class DatasetManager {
     node.os = ObjectSet.create(m.envFor(node), ObjsetType.filesystem, host.policy());
     node.phys.creationSec = Math.floor(Date.now() / 1000);
     node.phys.guid = randomGuid();
-    node.fs = await Filesystem.create(liveStore(node.os, node.live, node.name), { ...fsOwner, statfs: () => m.statfsFor(node) });
+    node.fs = await Filesystem.create(liveStore(node.os, node.live), { ...fsOwner, statfs: () => m.statfsFor(node) });
     return m;
   }
 
@@ -353,6 +364,7 @@ export class DatasetManager {
     const m = new DatasetManager(host);
     m.rootNode = await m.loadHead(rootId, host.poolName);
     for (const n of m.nodes.values()) if (!n.isSnapshot) await m.recountSnapUsed(n);
+    m.applyPolicies();
     return m;
   }
 
@@ -404,8 +416,8 @@ export class DatasetManager {
     node.volume = c.volume;
   }
 
-  private async contentsOf(node: DsNode, os: ObjectSet, live: { live: boolean }): Promise<{ fs: Filesystem | null; volume: Volume | null }> {
-    const store = liveStore(os, live, node.name);
+  private async contentsOf(node: DsNode, os: ObjectSet, live: StoreGate): Promise<{ fs: Filesystem | null; volume: Volume | null }> {
+    const store = liveStore(os, live);
     if (node.isVolume) return { fs: null, volume: await Volume.open(store, { onFlush: () => this.host.sync() }) };
     return { fs: await Filesystem.open(store, { statfs: () => this.statfsFor(node) }), volume: null };
   }
@@ -638,7 +650,11 @@ export class DatasetManager {
 
   /** Properties are inherited: after any change, every head's object set takes its policy anew. */
   private applyPolicies(): void {
-    for (const n of this.nodes.values()) if (n.os) n.os.policy = this.policyFor(n);
+    for (const n of this.nodes.values()) {
+      if (!n.os) continue;
+      n.os.policy = this.policyFor(n);
+      n.live.readonly = this.resolved(n).get('readonly')?.value === 'on';
+    }
   }
 
   private async loadProps(node: DsNode): Promise<void> {
@@ -787,7 +803,7 @@ export class DatasetManager {
         return (v as (...a: unknown[]) => unknown).bind(target);
       },
     }) as unknown as ObjectStore;
-    return { store: liveStore(store, node.live, name), seal: () => { sealed = true; }, objset: os };
+    return { store: liveStore(store, node.live), seal: () => { sealed = true; }, objset: os };
   }
 
   /**
@@ -915,7 +931,7 @@ export class DatasetManager {
       throw new CairnError('ENOSPC', `cannot create '${name}': out of space (reservation of ${formatPropertyValue('reservation', reservation)} is more than the ${formatPropertyValue('available', this.availableNow(parent))} available)`);
     }
     node.os = ObjectSet.create(this.envFor(node), isVolume ? ObjsetType.volume : ObjsetType.filesystem, this.policyFor(node));
-    const store = liveStore(node.os, node.live, node.name);
+    const store = liveStore(node.os, node.live);
     if (isVolume) {
       node.volume = await Volume.create(store, { volsizeBytes: options.volsizeBytes ?? 0, volblocksizeBytes: volblocksize, onFlush: () => this.host.sync() });
     } else {
@@ -936,6 +952,7 @@ export class DatasetManager {
       parent.children.set(name.slice(parentName.length + 1), node.id);
       this.register(node);
     });
+    this.applyPolicies();
   }
 
   // ---- snapshot ------------------------------------------------------------------------------------
@@ -1053,6 +1070,7 @@ export class DatasetManager {
         snap.clones.add(node.id);
         this.register(node);
       });
+      this.applyPolicies();
     });
   }
 
@@ -1069,7 +1087,7 @@ export class DatasetManager {
         throw new CairnError('EEXIST', `cannot rollback to '${snapshotName}': more recent snapshots exist: ${newer().map((n) => n.name).join(', ')}`);
       }
       const os = await ObjectSet.open(this.envFor(head), snap.phys.rootBp, this.policyFor(head));
-      const live = { live: true };
+      const live: StoreGate = { ...head.live, live: true };
       const contents = await this.contentsOf(head, os, live);
       await this.host.syncTask(async () => {
         if (newer().length > 0 || !this.nodes.has(snap.id)) throw new CairnError('EBUSY', `snapshots of '${head.name}' changed; retry the rollback`);
@@ -1417,6 +1435,7 @@ export class DatasetManager {
       if (n.name === from || n.name.startsWith(`${from}/`) || n.name.startsWith(`${from}@`)) {
         this.byName.delete(n.name);
         n.name = to + n.name.slice(from.length);
+        n.live.name = n.name;
         this.byName.set(n.name, n.id);
         n.snapshotView = null;
       }
@@ -1470,6 +1489,7 @@ export class DatasetManager {
           snap.phys.parentDir = clone.id;
           this.byName.delete(snap.name);
           snap.name = `${clone.name}@${short}`;
+          snap.live.name = snap.name;
           this.byName.set(snap.name, snap.id);
           snap.snapshotView = null;
         }
