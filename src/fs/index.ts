@@ -34,11 +34,11 @@
  *   chunks under "<name>\0<set>.<index>" in the same map: NUL never occurs in a name, so listxattr skips
  *   those keys, and a value never needs an object of its own. A replace writes the new chunks to the
  *   other set (0/1) and then switches the entry in one kv write, so a failure part way leaves the old
- *   value whole. Limits and errors are Linux's: names of 1-255
- *   bytes (ERANGE) with a user./trusted./security./system. prefix (EOPNOTSUPP; a bare prefix is EINVAL),
- *   values ≤ 64 KiB (E2BIG), a listing ≤ 64 KiB (E2BIG), user.* only on files and directories (EPERM /
- *   ENODATA). Permission checks (trusted.* needs CAP_SYS_ADMIN) belong to the frontends that know the
- *   caller. Reads of attributes take the lock, since a chunked value spans several kv entries.
+ *   value whole. Limits and errors are Linux's: names of 1-255 bytes (ERANGE) with a user., trusted.,
+ *   security. or system. prefix (EOPNOTSUPP; a bare prefix is EINVAL), values ≤ 64 KiB (E2BIG), a
+ *   listing ≤ 64 KiB (E2BIG), user.* only on files and directories (EPERM / ENODATA). Permission checks
+ *   (trusted.* needs CAP_SYS_ADMIN) belong to the frontends that know the caller. Reads of attributes
+ *   take the lock too, since a chunked value spans several kv entries.
  * - A directory is a kv map (ObjectType.directory): name → 9 bytes (u64 LE object id, u8 kind: 1 file,
  *   2 directory, 3 symlink). "." and ".." are not stored: "." is the directory, ".." its inode's parent
  *   (the root is its own parent). size = entries + 2 and nlink = 2 + subdirectories, as in ZFS.
