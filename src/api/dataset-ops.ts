@@ -5,7 +5,7 @@
  */
 import type { DatasetListEntry, DatasetManager } from '../dataset/index.js';
 import type { DatasetType } from '../dataset/properties.js';
-import { CairnError, isCairnError } from '../util/errors.js';
+import { CairnError } from '../util/errors.js';
 import type { DatasetRow, DatasetSelection, WireProperty } from './protocol.js';
 
 export const DATASET_TYPES: readonly DatasetType[] = ['filesystem', 'volume', 'snapshot'];
@@ -112,43 +112,17 @@ export async function datasetRow(
   datasets: DatasetManager,
   entry: DatasetListEntry,
   names: readonly string[] | undefined,
-  poolFreeBytes: number,
 ): Promise<DatasetRow> {
-  let properties: WireProperty[];
-  try {
-    properties = (await datasets.getProperties(entry.name)).map((p) => ({ name: p.name, value: p.value, source: p.source }));
-  } catch (error) {
-    if (!isCairnError(error, 'ENOTSUP')) throw error;
-    properties = await statisticsOnly(datasets, entry, poolFreeBytes);
-  }
+  let properties: WireProperty[] = (await datasets.getProperties(entry.name)).map((p) => ({
+    name: p.name,
+    value: p.value,
+    source: p.source,
+  }));
   if (names !== undefined && names.length > 0) {
     const wanted = new Set(names);
     properties = properties.filter((p) => wanted.has(p.name));
   }
   return { name: entry.name, type: entry.type, properties };
-}
-
-/**
- * While the library's getProperties is being built (ENOTSUP), the figures list needs come from space():
- * enough for the default `list` columns. Goes away once getProperties answers.
- */
-async function statisticsOnly(datasets: DatasetManager, entry: DatasetListEntry, poolFreeBytes: number): Promise<WireProperty[]> {
-  const space = await datasets.space(entry.name);
-  const stat = (name: string, value: number | string): WireProperty => ({ name, value, source: '-' });
-  const rows = [stat('type', entry.type), stat('used', space.usedBytes)];
-  if (entry.type !== 'snapshot') rows.push(stat('available', poolFreeBytes));
-  rows.push(stat('referenced', space.referencedBytes));
-  if (entry.type === 'filesystem') rows.push({ name: 'mountpoint', value: `/${entry.name}`, source: 'default' });
-  rows.push(stat('createtxg', entry.createTxg), stat('written', space.writtenBytes));
-  if (entry.type !== 'snapshot') {
-    rows.push(
-      stat('usedbysnapshots', space.usedBySnapshotsBytes),
-      stat('usedbydataset', space.usedBytes - space.usedBySnapshotsBytes - space.usedByChildrenBytes),
-      stat('usedbychildren', space.usedByChildrenBytes),
-    );
-  }
-  rows.push(stat('name', entry.name));
-  return rows;
 }
 
 /** The snapshots of snapshot's dataset newer than it, newest first (what rollback -r destroys). */

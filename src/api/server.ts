@@ -15,7 +15,7 @@ import { PoolCacheFile } from './cachefile.js';
 import { parentOf } from '../dataset/index.js';
 import { escapeDiffPath, formatDiffEntry } from '../dataset/diff.js';
 import type { DiffEntry } from '../dataset/diff.js';
-import type { BlockVolume, DatasetManager, DestroyOptions, DestroyResult } from '../dataset/index.js';
+import type { BlockVolume, DatasetManager } from '../dataset/index.js';
 import type { FileSystemApi } from '../fs/index.js';
 import { datasetRow, newerSnapshots, poolOfDataset, selectDatasets } from './dataset-ops.js';
 import {
@@ -492,16 +492,9 @@ export class DaemonServer {
         const pool = poolOfDataset(first);
         const stray = args.names.find((name) => poolOfDataset(name) !== pool);
         if (stray !== undefined) throw new CairnError('EINVAL', `cannot create snapshots in more than one pool ('${first}', '${stray}')`);
-        return this.datasetCommand(first, args.command, `cairn snapshot ${args.names.join(' ')}`, async (datasets) => {
-          try {
-            return await datasets.snapshotMany(args.names, { recursive: args.recursive === true });
-          } catch (error) {
-            // Until snapshotMany is built, one plain snapshot at a time still serves the common case.
-            if (!isCairnError(error, 'ENOTSUP') || args.recursive === true) throw error;
-            for (const name of args.names) await datasets.snapshot(name);
-            return args.names;
-          }
-        });
+        return this.datasetCommand(first, args.command, `cairn snapshot ${args.names.join(' ')}`, (datasets) =>
+          datasets.snapshotMany(args.names, { recursive: args.recursive === true }),
+        );
       },
       'dataset.rollback': async (args) =>
         this.datasetCommand(args.name, args.command, `cairn rollback ${args.name}`, async (datasets) => {
@@ -513,7 +506,7 @@ export class DaemonServer {
               { newer },
             );
           }
-          for (const name of newer) await destroyOne(datasets, name, {});
+          for (const name of newer) await datasets.destroyWith(name);
           await datasets.rollback(args.name);
           return newer;
         }),
@@ -586,7 +579,7 @@ export class DaemonServer {
       'dataset.destroy': async (args) => {
         const flags = `${args.recursive === true ? '-r ' : ''}${args.dependents === true ? '-R ' : ''}`;
         const run = async (datasets: DatasetManager): Promise<WireDestroyResult> =>
-          destroyOne(datasets, args.name, {
+          datasets.destroyWith(args.name, {
             recursive: args.recursive === true,
             dependents: args.dependents === true,
             dryRun: args.dryRun === true,
@@ -622,8 +615,7 @@ export class DaemonServer {
         const datasets = entry.handle.datasets;
         const ofPool = names.filter((name) => poolOfDataset(name) === poolName);
         const chosen = selectDatasets(datasets.list(), { ...selection, ...(names.length > 0 ? { names: ofPool } : {}) });
-        const freeBytes = entry.handle.status().space.freeBytes;
-        for (const item of chosen) rows.push(await datasetRow(datasets, item, selection.properties, freeBytes));
+        for (const item of chosen) rows.push(await datasetRow(datasets, item, selection.properties));
       });
     }
     return rows;
@@ -934,19 +926,6 @@ async function* readVolumeChunks(
 function sameDataset(verb: string, dataset: string, path: string, toDataset: string, toPath: string): void {
   if (dataset !== toDataset) {
     throw new CairnError('EXDEV', `cannot ${verb} ${dataset}:${path} to ${toDataset}:${toPath}: not the same dataset`);
-  }
-}
-
-/** zfs destroy; a plain destroy still works while the library's destroyWith is being built. */
-async function destroyOne(datasets: DatasetManager, name: string, options: DestroyOptions): Promise<DestroyResult> {
-  try {
-    return await datasets.destroyWith(name, options);
-  } catch (error) {
-    const plain = options.recursive !== true && options.dependents !== true && options.dryRun !== true;
-    if (!isCairnError(error, 'ENOTSUP') || !plain) throw error;
-    const reclaimBytes = (await datasets.space(name)).usedBytes;
-    await datasets.destroy(name);
-    return { destroyed: [name], reclaimBytes };
   }
 }
 
