@@ -105,6 +105,16 @@ test('xattr: name and value limits and errors are Linux\'s (checked against ext4
   await fs.setxattr(link.ino, 'security.label', v);
   assert.deepEqual(await fs.listxattr(link.ino), ['security.label']);
   assert.equal(await fs.readlink(link.ino), 'f');
+
+  // listxattr fails with E2BIG once the names (each with its NUL) pass XATTR_LIST_MAX, as on ZFS.
+  const many = await fs.create(fs.rootIno, 'many', { mode: 0o644 });
+  const nameOf = (i: number): string => `user.${String(i).padStart(4, '0')}${'n'.repeat(241)}`; // 250 bytes
+  for (let i = 0; i < 261; i++) await fs.setxattr(many.ino, nameOf(i), v); // 261 * 251 = 65511 bytes
+  assert.equal((await fs.listxattr(many.ino)).length, 261);
+  await fs.setxattr(many.ino, nameOf(261), v); // 65762 bytes
+  await assert.rejects(fs.listxattr(many.ino), code('E2BIG'));
+  await fs.removexattr(many.ino, nameOf(0));
+  assert.deepEqual(await fs.listxattr(many.ino), Array.from({ length: 261 }, (_, i) => nameOf(i + 1)));
 });
 
 test('xattr: values of every size class up to 64 KiB round-trip, replace both ways leaves no stray chunk', async () => {
