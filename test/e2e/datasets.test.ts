@@ -187,4 +187,15 @@ describe(`dataset commands through cairn and cairnd (seed ${SEED})`, () => {
     assert.equal(past.code, 1);
     assert.ok(isOneLineError(past.stderr), past.stderr);
   });
+
+  it('snapshot -r snapshots the subtree in one go; promote moves the origin to the clone', async () => {
+    await box.ok(['snapshot', '-r', 'tank/home@r1']);
+    const snapshots = (await box.ok(['list', '-H', '-o', 'name', '-t', 'snapshot', '-r', 'tank/home'])).stdout;
+    assert.equal(snapshots, 'tank/home@r1\ntank/home/alice@r1\n');
+    await box.ok(['clone', '-o', 'cairn:note=scratch', 'tank/home@r1', 'tank/p']);
+    assert.equal((await box.ok(['get', '-H', '-o', 'value,source', 'origin,cairn:note', 'tank/p'])).stdout, 'tank/home@r1\t-\nscratch\tlocal\n');
+    await box.ok(['promote', 'tank/p']);
+    assert.equal((await box.ok(['get', '-H', '-o', 'value', 'origin', 'tank/home'])).stdout, 'tank/p@r1\n');
+    assert.match((await box.ok(['pool', 'history', 'tank'])).stdout, /cairn snapshot -r tank\/home@r1\n.*cairn clone -o cairn:note=scratch tank\/home@r1 tank\/p\n.*cairn promote tank\/p\n/s);
+  });
 });
