@@ -992,7 +992,10 @@ export class Filesystem implements FileSystemApi {
       for (const { key } of page.entries) {
         const ino = Number(key);
         try {
-          await this.freeInode(await this.loadInode(ino));
+          // An object that is not (or no longer) an inode is still freed; an inode takes its xattrs along.
+          const phys = decodeInode(await this.store.getBonus(ino));
+          if (phys !== undefined && phys.xattrObjectId !== 0) await this.store.freeObject(phys.xattrObjectId);
+          await this.store.freeObject(ino);
         } catch (error) {
           if (!(error instanceof CairnError && error.code === 'ENOENT')) throw error;
         }

@@ -9,7 +9,7 @@ import { openKv } from '../kv/index.js';
 import { createPool, importPool } from '../pool/index.js';
 import type { Pool } from '../pool/pool.js';
 import { CairnError, isCairnError, type ErrorCode } from '../util/errors.js';
-import { Filesystem } from './filesystem.js';
+import { Filesystem, MASTER_NODE_OBJECT_ID } from './filesystem.js';
 import { decodeInode } from './inode.js';
 import { XATTR_INLINE_MAX_BYTES, XATTR_SIZE_MAX_BYTES } from './xattr.js';
 import type { FileSystemApi } from './types.js';
@@ -217,6 +217,27 @@ test('xattr: the xattr object is made on first set and freed with the last attri
   assert.equal(store.objectCount(), baseline + 1);
   await fs.rmdir(fs.rootIno, 'dv');
   assert.equal(store.objectCount(), baseline);
+});
+
+test('xattr: a file left on the unlinked set is freed at open with its xattr object', async () => {
+  const { fs, store } = await makeFs();
+  const kept = await fs.create(fs.rootIno, 'kept', { mode: 0o644 });
+  await fs.setxattr(kept.ino, 'user.k', Buffer.alloc(5000, 1));
+  const baseline = store.objectCount();
+  const file = await fs.create(fs.rootIno, 'f', { mode: 0o644 });
+  await fs.setxattr(file.ino, 'user.a', Buffer.alloc(5000, 2));
+  assert.equal(store.objectCount(), baseline + 2);
+  // What an unlink of an open file leaves behind when the pool stops: the entry is gone, the object
+  // waits on the unlinked set.
+  await store.hold(async () => {
+    await openKv(store, fs.rootIno).delete('f');
+    const unlinkedId = Number((await openKv(store, MASTER_NODE_OBJECT_ID).get('unlinked'))?.readBigUInt64LE(0));
+    await openKv(store, unlinkedId).set(String(file.ino), Buffer.alloc(0));
+  });
+  const reopened = await Filesystem.open(store);
+  assert.equal(store.objectCount(), baseline);
+  await assert.rejects(reopened.getattr(file.ino), code('ENOENT'));
+  assert.equal((await reopened.getxattr(kept.ino, 'user.k')).length, 5000);
 });
 
 test('xattr: concurrent calls are atomic (one create wins, a reader never sees half a replaced value)', async () => {
