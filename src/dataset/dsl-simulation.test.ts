@@ -1,6 +1,6 @@
 /**
- * Seeded dataset simulation: random creates, writes, deletes, snapshots, clones, rollbacks, destroys and
- * power cuts, checked against a model of every dataset's and snapshot's files, with the pool's space
+ * Seeded dataset simulation: random creates, writes, deletes, snapshots (some recursive), clones,
+ * rollbacks, destroys (some -r), renames, promotes, property changes and power cuts, checked against a model of every dataset's and snapshot's files, with the pool's space
  * check exact at every sync and import. CAIRN_SEED=n replays one seed; CAIRN_DSIM_SEEDS=n runs n seeds.
  */
 import { test } from 'node:test';
@@ -46,6 +46,25 @@ async function check(pool: Pool, model: Model, seed: number, when: string): Prom
   }
   const s = await pool.spaceCheck();
   assert.equal(s.allocatedBytes, s.reachableBytes + s.deferredBytes, `seed ${seed} ${when}: space check`);
+  // The figures kept in memory (what get and the quota checks use) agree with a count of the dead lists.
+  for (const name of names.filter((n) => !n.includes('@'))) {
+    const exact = await pool.datasets.space(name);
+    const got = new Map((await pool.datasets.getProperties(name, ['used', 'usedbysnapshots', 'referenced'])).map((r) => [r.name, r.value]));
+    assert.equal(got.get('usedbysnapshots'), exact.usedBySnapshotsBytes, `seed ${seed} ${when}: usedbysnapshots of ${name}`);
+    assert.equal(got.get('used'), exact.usedBytes, `seed ${seed} ${when}: used of ${name}`);
+    assert.equal(got.get('referenced'), exact.referencedBytes, `seed ${seed} ${when}: referenced of ${name}`);
+  }
+}
+
+/** Renames every model entry at or below `from` (its descendants and snapshots) to start with `to`. */
+function renameInModel(model: Model, from: string, to: string): void {
+  for (const key of [...model.keys()]) {
+    if (key === from || key.startsWith(`${from}/`) || key.startsWith(`${from}@`)) {
+      const files = model.get(key) as Files;
+      model.delete(key);
+      model.set(to + key.slice(from.length), files);
+    }
+  }
 }
 
 async function runSeed(seed: number, steps: number): Promise<void> {
@@ -127,7 +146,63 @@ async function runSeed(seed: number, steps: number): Promise<void> {
         } catch (e) {
           if (!isCairnError(e, 'EBUSY')) throw e; // children, snapshots or clones
         }
+      } else if (r < 0.86) {
+        const candidates = heads.filter((h) => h !== poolName).concat(snaps);
+        if (candidates.length === 0) continue;
+        const from = rnd.pick(candidates);
+        if (from.includes('@')) {
+          const to = `${from.slice(0, from.indexOf('@'))}@r${counter++}`;
+          await pool.datasets.rename(from, to);
+          renameInModel(live, from, to);
+        } else {
+          const parent = rnd.pick(heads.filter((h) => h !== from && !h.startsWith(`${from}/`)));
+          const to = `${parent}/r${counter++}`;
+          const depth = Math.max(...[...live.keys()].filter((k) => k === from || k.startsWith(`${from}/`)).map((k) => k.split('@')[0]?.split('/').length ?? 0));
+          if (to.split('/').length + depth - from.split('/').length > 5) continue;
+          await pool.datasets.rename(from, to);
+          renameInModel(live, from, to);
+        }
+      } else if (r < 0.88) {
+        const clones: Array<[string, string]> = [];
+        for (const h of heads) {
+          const origin = (await pool.datasets.getProperties(h, ['origin']))[0]?.value;
+          if (typeof origin === 'string' && origin !== '-') clones.push([h, origin]);
+        }
+        if (clones.length === 0) continue;
+        const [clone, origin] = rnd.pick(clones);
+        const oldHead = origin.slice(0, origin.indexOf('@'));
+        const txgOf = new Map(pool.datasets.list().map((e) => [e.name, e.createTxg]));
+        const moving = snaps.filter((n) => n.startsWith(`${oldHead}@`) && (txgOf.get(n) ?? 0) <= (txgOf.get(origin) ?? 0));
+        try {
+          await pool.datasets.promote(clone);
+        } catch (e) {
+          if (!isCairnError(e, 'EEXIST')) throw e; // a snapshot name clash
+          continue;
+        }
+        for (const n of moving) renameInModel(live, n, `${clone}${n.slice(n.indexOf('@'))}`);
+        synced = copyModel(live);
+      } else if (r < 0.9) {
+        const ds = rnd.pick(heads);
+        if (rnd.next() < 0.5) await pool.datasets.setProperty(ds, 'compression', rnd.pick(['off', 'on', 'zstd']));
+        else await pool.datasets.setProperty(ds, 'copies', rnd.pick(['1', '2']));
+      } else if (r < 0.91) {
+        const ds = rnd.pick(heads);
+        const made = await pool.datasets.snapshotMany([`${ds}@rs${counter++}`], { recursive: true });
+        for (const name of made) live.set(name, new Map(live.get(name.slice(0, name.indexOf('@')))));
+        synced = copyModel(live);
       } else if (r < 0.92) {
+        const candidates = heads.filter((h) => h !== poolName);
+        if (candidates.length === 0) continue;
+        const ds = rnd.pick(candidates);
+        try {
+          const result = await pool.datasets.destroyWith(ds, { recursive: true });
+          for (const name of result.destroyed) live.delete(name);
+          assert.deepEqual(result.destroyed.sort(), [...live.keys(), ...result.destroyed].filter((k) => k === ds || k.startsWith(`${ds}/`) || k.startsWith(`${ds}@`)).sort());
+        } catch (e) {
+          if (!isCairnError(e, 'EBUSY')) throw e; // a clone outside the tree depends on it
+        }
+        synced = copyModel(live);
+      } else if (r < 0.96) {
         await pool.sync();
         synced = copyModel(live);
         await check(pool, live, seed, when);

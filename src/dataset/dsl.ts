@@ -1639,7 +1639,8 @@ export class DatasetManager {
       addHead(top);
     }
     if (blockers.length > 0) {
-      throw new CairnError('EBUSY', `cannot destroy '${name}': ${blockers.join('; ')}${options.dependents === true ? '' : ' (use -R to destroy dependent clones)'}`);
+      const cloneHint = options.dependents !== true && blockers.some((b) => b.includes('dependent clone')) ? ' (use -R to destroy dependent clones)' : '';
+      throw new CairnError('EBUSY', `cannot destroy '${name}': ${blockers.join('; ')}${cloneHint}`);
     }
     return this.orderDependents(order);
   }
