@@ -515,14 +515,10 @@ export class DaemonServer {
           throw new CairnError('EXDEV', `cannot clone '${args.snapshot}' into another pool ('${args.name}')`);
         }
         return this.datasetCommand(args.name, args.command, `cairn clone ${args.snapshot} ${args.name}`, async (datasets) => {
-          const parent = parentOf(args.name);
-          if (args.parents === true && parent !== undefined && !datasets.exists(parent)) {
-            await datasets.create(parent, { parents: true });
-          }
-          await datasets.clone(args.snapshot, args.name);
-          for (const [property, value] of Object.entries(args.properties ?? {})) {
-            await datasets.setProperty(args.name, property, value);
-          }
+          await datasets.clone(args.snapshot, args.name, {
+            ...(args.parents !== undefined ? { parents: args.parents } : {}),
+            ...(args.properties !== undefined ? { properties: args.properties } : {}),
+          });
           return null;
         });
       },
