@@ -12,7 +12,6 @@ import type { PoolHandle, PoolStatus, VdevStatusNode } from '../pool/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import type { ErrorCode } from '../util/errors.js';
 import { PoolCacheFile } from './cachefile.js';
-import { parentOf } from '../dataset/index.js';
 import { escapeDiffPath, formatDiffEntry } from '../dataset/diff.js';
 import type { DiffEntry } from '../dataset/diff.js';
 import type { BlockVolume, DatasetManager } from '../dataset/index.js';
