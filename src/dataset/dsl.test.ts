@@ -199,7 +199,7 @@ test('rollback: restores the newest snapshot; refuses when newer snapshots exist
   await again.export();
 });
 
-test('snapshot cost does not grow with data: same block writes for 1 file and 2000 files', async () => {
+test('snapshot, clone and rollback cost does not grow with data: same block I/O for 1 file and 2000 files', async () => {
   const rig = await makePool('o1', 50);
   const pool = rig.pool;
   await pool.datasets.create('o1/small');
@@ -207,19 +207,28 @@ test('snapshot cost does not grow with data: same block writes for 1 file and 20
   await put(await pool.datasets.open('o1/small'), 'f0', Buffer.from('x'));
   const large = await pool.datasets.open('o1/large');
   for (let i = 0; i < 2000; i++) await put(large, `f${i}`, Buffer.from(`file ${i}`));
-  const cost = async (name: string): Promise<number> => {
+  const cost = async (op: () => Promise<void>): Promise<number> => {
     await settle(pool);
-    const before = pool.iostat().writeOps;
-    await pool.datasets.snapshot(name);
-    return pool.iostat().writeOps - before;
+    const before = pool.iostat();
+    await op();
+    const after = pool.iostat();
+    return after.writeOps - before.writeOps + (after.readOps - before.readOps);
   };
-  // Warm up both (first snapshot of each creates its snapshots kv).
-  await cost('o1/small@warm');
-  await cost('o1/large@warm');
-  const small = await cost('o1/small@s');
-  const largeCost = await cost('o1/large@s');
-  assert.ok(small > 0, 'a snapshot commits a txg');
-  assert.ok(Math.abs(small - largeCost) <= 6, `snapshot writes: 1 file ${small}, 2000 files ${largeCost}`);
+  const compare = async (what: string, op: (ds: string) => Promise<void>): Promise<void> => {
+    const small = await cost(() => op('o1/small'));
+    const largeCost = await cost(() => op('o1/large'));
+    assert.ok(small > 0, `${what} commits a txg`);
+    assert.ok(Math.abs(small - largeCost) <= 6, `${what} block I/O: 1 file ${small}, 2000 files ${largeCost}`);
+  };
+  // Warm up both (the first snapshot and clone of each create their kv maps).
+  for (const ds of ['o1/small', 'o1/large']) {
+    await pool.datasets.snapshot(`${ds}@warm`);
+    await pool.datasets.clone(`${ds}@warm`, `${ds}-warm`);
+  }
+  await compare('snapshot', (ds) => pool.datasets.snapshot(`${ds}@s`));
+  await compare('clone', (ds) => pool.datasets.clone(`${ds}@s`, `${ds}-fork`));
+  await compare('rollback', (ds) => pool.datasets.rollback(`${ds}@s`));
+  assert.equal((await pool.datasets.open('o1/large-fork').then((fs) => fs.lookup(fs.rootIno, 'f1999'))).sizeBytes, 9);
   await assertSpaceExact(pool, 'after snapshots');
   await pool.export();
 });
