@@ -1,5 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createPool, importPool } from '../pool/index.js';
+import type { FileSystemApi } from './types.js';
 import { MemoryObjectStore } from '../testing/memory-object-store.js';
 import { Random } from '../testing/random.js';
 import { KV_BLOCK_SIZE_BYTES } from '../kv/index.js';
@@ -38,6 +43,21 @@ async function randomLookups(fs: Filesystem, store: MemoryObjectStore, dirIno: n
   return store.readCalls / lookups;
 }
 
+/** Every name in the directory, paging with the cursor; fails on a repeated name. */
+async function listAll(fs: FileSystemApi, dirIno: number, pageEntries: number): Promise<Map<string, number>> {
+  const names = new Map<string, number>();
+  let cursor: bigint | null = 0n;
+  while (cursor !== null) {
+    const page: Awaited<ReturnType<FileSystemApi['readdir']>> = await fs.readdir(dirIno, cursor, pageEntries);
+    for (const entry of page.entries) {
+      assert.ok(!names.has(entry.name), `duplicate ${entry.name}`);
+      names.set(entry.name, entry.ino);
+    }
+    cursor = page.cursor;
+  }
+  return names;
+}
+
 async function largeDirectory(count: number, lookupSamples: number, seed: number): Promise<void> {
   const rnd = new Random(seed);
   const { fs, store } = await makeFs();
@@ -52,19 +72,10 @@ async function largeDirectory(count: number, lookupSamples: number, seed: number
   const readsLarge = await randomLookups(fs, store, dir.ino, count, lookupSamples, rnd, inos);
   assert.ok(readsLarge <= readsSmall + 0.01, `reads per lookup grew from ${readsSmall} to ${readsLarge}`);
 
-  // One full listing: every name once.
-  const seen = new Set<string>();
-  let cursor: bigint | null = 0n;
-  while (cursor !== null) {
-    const page: Awaited<ReturnType<Filesystem['readdir']>> = await fs.readdir(dir.ino, cursor, 4096);
-    for (const entry of page.entries) {
-      assert.ok(!seen.has(entry.name), `duplicate ${entry.name}`);
-      assert.equal(entry.ino, inos.get(Number(entry.name.slice(5))));
-      seen.add(entry.name);
-    }
-    cursor = page.cursor;
-  }
+  // One full listing: every name once, with its inode.
+  const seen = await listAll(fs, dir.ino, 4096);
   assert.equal(seen.size, count);
+  for (const [name, ino] of seen) assert.equal(ino, inos.get(Number(name.slice(5))), name);
 
   // Page through while a concurrent task deletes a random quarter and creates new names. Every entry
   // that exists throughout is listed exactly once; nothing is listed twice; nothing listed is foreign.
@@ -86,7 +97,7 @@ async function largeDirectory(count: number, lookupSamples: number, seed: number
   })();
   const listed = new Set<string>();
   let pages = 0;
-  cursor = 0n;
+  let cursor: bigint | null = 0n;
   while (cursor !== null) {
     const page: Awaited<ReturnType<Filesystem['readdir']>> = await fs.readdir(dir.ino, cursor, 1 + rnd.int(80));
     for (const entry of page.entries) {
@@ -113,18 +124,11 @@ async function largeDirectory(count: number, lookupSamples: number, seed: number
   // Afterwards the directory holds exactly the survivors and the new names.
   const expected = count - doomed.size + createdCount;
   assert.equal((await fs.getattr(dir.ino)).sizeBytes, expected + 2);
-  let after = 0;
-  cursor = 0n;
-  while (cursor !== null) {
-    const page: Awaited<ReturnType<Filesystem['readdir']>> = await fs.readdir(dir.ino, cursor, 4096);
-    for (const entry of page.entries) {
-      const i = Number(entry.name.slice(5));
-      assert.ok(entry.name.startsWith('new-') || !doomed.has(i), `deleted ${entry.name} still listed`);
-      after++;
-    }
-    cursor = page.cursor;
+  const after = await listAll(fs, dir.ino, 4096);
+  for (const name of after.keys()) {
+    assert.ok(name.startsWith('new-') || !doomed.has(Number(name.slice(5))), `deleted ${name} still listed`);
   }
-  assert.equal(after, expected);
+  assert.equal(after.size, expected);
 }
 
 async function withSeed(seed: number, fn: (seed: number) => Promise<void>): Promise<void> {
@@ -139,6 +143,56 @@ async function withSeed(seed: number, fn: (seed: number) => Promise<void>): Prom
 test('a directory of 100k entries: hashed lookups of random names, cursor paging across concurrent deletes and creates', async () => {
   const seed = Number(process.env['CAIRN_SEED'] ?? 0x100c);
   await withSeed(seed, (s) => largeDirectory(100_000, 2000, s));
+});
+
+test('a directory of 5k entries on a pool survives export/import: lookups, listing, a cursor taken before export', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-bigdir-'));
+  try {
+    const rnd = new Random(0xd1);
+    const count = 5000;
+    const MiB = 1024 * 1024;
+    const pool = await createPool({ name: 'bigdir', vdevSpec: [join(dir, 'd.img')], createSizeBytes: 128 * MiB, cacheSizeBytes: 16 * MiB });
+    const big = await pool.fs.mkdir(pool.fs.rootIno, 'big', { mode: 0o755 });
+    const inos = new Map<string, number>();
+    for (let i = 0; i < count; i++) inos.set(entryName(i), (await pool.fs.create(big.ino, entryName(i), { mode: 0o644 })).ino);
+    for (let i = 0; i < count; i += 2) {
+      await pool.fs.unlink(big.ino, entryName(i));
+      inos.delete(entryName(i));
+    }
+    // A listing half done before the export resumes after the import from the same cursor.
+    const firstPage = await pool.fs.readdir(big.ino, 0n, 1000);
+    assert.ok(firstPage.cursor !== null);
+    await pool.export();
+
+    const again = await importPool({ searchPaths: [dir], cacheSizeBytes: 16 * MiB });
+    try {
+      assert.equal((await again.fs.getattr(big.ino)).sizeBytes, inos.size + 2);
+      for (let s = 0; s < 500; s++) {
+        const i = rnd.int(count);
+        if (i % 2 === 0) {
+          await assert.rejects(again.fs.lookup(big.ino, entryName(i)), (e) => isCairnError(e, 'ENOENT'));
+        } else {
+          assert.equal((await again.fs.lookup(big.ino, entryName(i))).ino, inos.get(entryName(i)));
+        }
+      }
+      assert.deepEqual(await listAll(again.fs, big.ino, 333), inos);
+      const resumed = new Map(firstPage.entries.map((e) => [e.name, e.ino]));
+      let cursor: bigint | null = firstPage.cursor;
+      while (cursor !== null) {
+        const page: Awaited<ReturnType<FileSystemApi['readdir']>> = await again.fs.readdir(big.ino, cursor, 1000);
+        for (const e of page.entries) {
+          assert.ok(!resumed.has(e.name), `duplicate ${e.name} after resuming`);
+          resumed.set(e.name, e.ino);
+        }
+        cursor = page.cursor;
+      }
+      assert.deepEqual(resumed, inos);
+    } finally {
+      await again.export();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test(
