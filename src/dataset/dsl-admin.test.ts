@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Pool } from '../pool/pool.js';
 import { Random } from '../testing/random.js';
+import type { Filesystem } from '../fs/index.js';
 import { isCairnError } from '../util/errors.js';
 import { assertSpaceExact, code, get, makePool, MiB, put, settle } from './test-rig.js';
 
@@ -38,6 +39,21 @@ test('properties: set, inherit with sources, persisted; compression and copies c
   await pool.sync();
   const refC2 = Number((await prop(pool, 'props/c', 'referenced')).value);
   assert.ok(refC2 - refC >= 2 * MiB, `copies=2 stores two copies (${refC2 - refC})`);
+  // recordsize applies to files created afterwards; atime=off stops reads from recording access.
+  await pool.datasets.setProperty('props/c', 'recordsize', '16K');
+  await pool.datasets.setProperty('props/c', 'atime', 'off');
+  const c = (await pool.datasets.open('props/c')) as Filesystem;
+  assert.equal(c.recordSizeBytes, 16 * 1024);
+  await pool.datasets.setProperty('props/c', 'compression', 'off');
+  await put(c, 'small-records', new Random(4).bytes(192 * 1024));
+  await pool.sync();
+  const st = await c.lookup(c.rootIno, 'small-records');
+  // Twelve 16 KiB records, two copies each, plus a compressed indirect block (two 128 KiB records,
+  // 512 KiB, at the default recordsize).
+  assert.ok(st.allocatedBytes >= 2 * 192 * 1024 && st.allocatedBytes < 2 * 192 * 1024 + 64 * 1024, `allocated ${st.allocatedBytes}`);
+  await c.setattr(st.ino, { atimeNs: 5n });
+  await c.read(st.ino, 0, 10);
+  assert.equal((await c.getattr(st.ino)).atimeNs, 5n, 'atime=off: a read leaves atime alone');
   await pool.datasets.setProperty('props/a', 'readonly', 'on');
   const b = await pool.datasets.open('props/a/b');
   await assert.rejects(put(b, 'z2', Buffer.from('x')), code('EROFS'));

@@ -634,8 +634,7 @@ export class DatasetManager {
   }
 
   /** The write policy of a head from its checksum, compression and copies properties. */
-  private policyFor(node: DsNode): WritePolicy {
-    const all = this.resolved(node);
+  private policyFor(node: DsNode, all = this.resolved(node)): WritePolicy {
     const base = this.host.policy();
     const checksumName = String(all.get('checksum')?.value ?? 'on');
     const compressionName = String(all.get('compression')?.value ?? 'on');
@@ -652,8 +651,13 @@ export class DatasetManager {
   private applyPolicies(): void {
     for (const n of this.nodes.values()) {
       if (!n.os) continue;
-      n.os.policy = this.policyFor(n);
-      n.live.readonly = this.resolved(n).get('readonly')?.value === 'on';
+      const props = this.resolved(n);
+      n.os.policy = this.policyFor(n, props);
+      n.live.readonly = props.get('readonly')?.value === 'on';
+      if (n.fs) {
+        n.fs.recordSizeBytes = Number(props.get('recordsize')?.value ?? n.fs.recordSizeBytes);
+        n.fs.atimeUpdates = props.get('atime')?.value !== 'off';
+      }
     }
   }
 

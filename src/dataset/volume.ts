@@ -29,6 +29,7 @@ import { createKv, openKv, type KvMap } from '../kv/index.js';
 import { ObjectType, type ObjectStore } from '../objects/types.js';
 import { assert } from '../util/assert.js';
 import { CairnError } from '../util/errors.js';
+import { Mutex } from '../util/mutex.js';
 
 export const VOLUME_PROPS_OBJECT_ID = 1;
 export const VOLUME_DATA_OBJECT_ID = 2;
@@ -66,24 +67,6 @@ export interface WriteZeroesOptions {
   punch: boolean;
 }
 
-/** A FIFO async mutex (mutations one at a time, in arrival order). */
-class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-}
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;

@@ -46,6 +46,7 @@ import {
   encodeInode,
   type InodePhys,
 } from './inode.js';
+import { Mutex } from '../util/mutex.js';
 
 /** The master node is the first object allocated in a new object set (id 0 is the meta-dnode). */
 export const MASTER_NODE_OBJECT_ID = 1;
@@ -193,27 +194,11 @@ function noXattr(ino: number, name: string): CairnError {
   return new CairnError('ENODATA', `inode ${ino} has no extended attribute "${name}"`);
 }
 
-/** A FIFO async mutex: mutating operations run one at a time so check-then-act stays atomic. */
-class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-}
-
 export class Filesystem implements FileSystemApi {
+  /** Mutating operations run one at a time so check-then-act stays atomic. */
   private readonly lock = new Mutex();
+  /** The atime property: off means reads never record an access time. */
+  atimeUpdates = true;
   /** nextGeneration may be handed out without touching the master node while below this. */
   private generationReservedEnd: bigint;
 
@@ -222,7 +207,8 @@ export class Filesystem implements FileSystemApi {
     private readonly master: KvMap,
     readonly rootIno: number,
     private readonly unlinked: KvMap,
-    readonly recordSizeBytes: number,
+    /** Block size of regular files created from now on (the recordsize property may change it). */
+    public recordSizeBytes: number,
     private nextGeneration: bigint,
     private readonly nowNs: () => bigint,
     private readonly statfsSource: FilesystemOpenOptions['statfs'],
@@ -884,6 +870,7 @@ export class Filesystem implements FileSystemApi {
 
   /** relatime: refresh atime only when it is older than mtime/ctime or a day old. */
   private async touchAtime(inode: Inode): Promise<void> {
+    if (!this.atimeUpdates) return;
     const now = this.nowNs();
     const phys = inode.phys;
     if (phys.atimeNs > phys.mtimeNs && phys.atimeNs > phys.ctimeNs && now - phys.atimeNs < RELATIME_INTERVAL_NS) {

@@ -16,7 +16,7 @@
  * is rewritten in place when it changes again in a later pass (the pool's convergence passes need this).
  */
 import { BLKPTR_SIZE_BYTES, decodeBlockPointer, encodeBlockPointer, holeBlockPointer, isHole, type BlockPointer } from '../io/blkptr.js';
-import type { BlockWriteProps, ChecksumType, CompressionType } from '../io/types.js';
+import { CompressionType, type BlockWriteProps, type ChecksumType } from '../io/types.js';
 import { assert } from '../util/assert.js';
 import { CairnError } from '../util/errors.js';
 import {
@@ -542,7 +542,8 @@ export class ObjectSet implements ObjectStore {
     return {
       type, level, fill, birthTxg: txg,
       checksum: this.policy.checksum,
-      compression: this.policy.compression,
+      // Metadata is always compressed, as in OpenZFS: a sparse indirect block is mostly zeros.
+      compression: metadata && this.policy.compression === CompressionType.off ? CompressionType.lz4 : this.policy.compression,
       copies: metadata ? this.policy.metadataCopies : this.policy.copies,
     };
   }
