@@ -1,6 +1,6 @@
 /**
- * Where the daemon keeps its state (CAIRN_HOME): the socket, pid file, log and the remembered-pools
- * file. Tests always set CAIRN_HOME; users get $XDG_DATA_HOME/cairn or ~/.local/share/cairn.
+ * Where the daemon keeps its state (CAIRN_HOME): the socket, pid file, log, the remembered-pools
+ * file and the record of mounts (mounts.json). Tests always set CAIRN_HOME; users get $XDG_DATA_HOME/cairn or ~/.local/share/cairn.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -16,6 +16,8 @@ export interface CairnHome {
   pidPath: string;
   logPath: string;
   poolsPath: string;
+  /** The mounts cairnd serves, so the next start can clean up after a crash. */
+  mountsPath: string;
 }
 
 export function cairnHome(env: NodeJS.ProcessEnv = process.env): CairnHome {
@@ -27,6 +29,7 @@ export function cairnHome(env: NodeJS.ProcessEnv = process.env): CairnHome {
     pidPath: join(dir, 'cairnd.pid'),
     logPath: join(dir, 'cairnd.log'),
     poolsPath: join(dir, 'pools.json'),
+    mountsPath: join(dir, 'mounts.json'),
   };
 }
 

@@ -103,6 +103,22 @@ export interface WireDestroyResult {
   reclaimBytes: number;
 }
 
+/** A FUSE mount served by cairnd (`cairn mount`). */
+export interface MountRow {
+  dataset: string;
+  mountpoint: string;
+  readonly: boolean;
+}
+
+/** An NBD export served by cairnd (`cairn nbd list`); listen is HOST:PORT or a socket path. */
+export interface NbdExportRow {
+  name: string;
+  dataset: string;
+  listen: string;
+  readonly: boolean;
+  sizeBytes: number;
+}
+
 export interface VerbTable {
   'daemon.status': { args: Record<string, never>; result: DaemonInfo };
   'daemon.stop': { args: Record<string, never>; result: { pid: number } };
@@ -198,6 +214,23 @@ export interface VerbTable {
     args: { name: string; recursive?: boolean; dependents?: boolean; dryRun?: boolean; command?: string };
     result: WireDestroyResult;
   };
+  /** zfs mount: at mountpoint, or at the dataset's mountpoint property; a snapshot mounts read-only. */
+  'mount.mount': { args: { dataset: string; mountpoint?: string; readonly?: boolean; command?: string }; result: MountRow };
+  /** zfs mount -a: every filesystem with canmount=on and a path mountpoint, parents first. */
+  'mount.all': { args: { command?: string }; result: { mounted: MountRow[]; errors: { dataset: string; message: string }[] } };
+  /** zfs unmount: by dataset or mountpoint; all: every mount. force detaches a busy mount lazily. */
+  'mount.unmount': {
+    args: { dataset?: string; mountpoint?: string; all?: boolean; force?: boolean; command?: string };
+    result: MountRow[];
+  };
+  'mount.list': { args: Record<string, never>; result: MountRow[] };
+  /** listen: HOST:PORT or an absolute Unix socket path (default 127.0.0.1:10809); name: default the dataset. */
+  'nbd.export': {
+    args: { dataset: string; listen?: string; name?: string; readonly?: boolean; command?: string };
+    result: NbdExportRow;
+  };
+  'nbd.unexport': { args: { name: string; listen?: string; command?: string }; result: NbdExportRow };
+  'nbd.list': { args: Record<string, never>; result: NbdExportRow[] };
 }
 
 export type Verb = keyof VerbTable;
@@ -284,6 +317,13 @@ export const VERB_SCHEMAS: Readonly<Record<Verb, Schema>> = {
     'dryRun?': 'boolean',
     ...COMMAND,
   },
+  'mount.mount': { dataset: 'string', 'mountpoint?': 'string', 'readonly?': 'boolean', ...COMMAND },
+  'mount.all': { ...COMMAND },
+  'mount.unmount': { 'dataset?': 'string', 'mountpoint?': 'string', 'all?': 'boolean', 'force?': 'boolean', ...COMMAND },
+  'mount.list': {},
+  'nbd.export': { dataset: 'string', 'listen?': 'string', 'name?': 'string', 'readonly?': 'boolean', ...COMMAND },
+  'nbd.unexport': { name: 'string', 'listen?': 'string', ...COMMAND },
+  'nbd.list': {},
 };
 
 export function isVerb(name: string): name is Verb {

@@ -5,6 +5,7 @@
  * waits for the running ones to finish before it closes the devices.
  */
 import { createServer } from 'node:http';
+import { isAbsolute, posix } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { chmod } from 'node:fs/promises';
 import { createPool, findImportablePools, importPool } from '../pool/index.js';
@@ -17,6 +18,8 @@ import type { DiffEntry } from '../dataset/diff.js';
 import type { BlockVolume, DatasetManager } from '../dataset/index.js';
 import type { FileSystemApi } from '../fs/index.js';
 import { datasetRow, newerSnapshots, poolOfDataset, selectDatasets } from './dataset-ops.js';
+import { MountTable, compareMountpoints, inPool, renamedDataset, withinDataset } from './mounts.js';
+import { NbdExportTable } from './nbd-exports.js';
 import {
   STREAM_CHUNK_BYTES,
   checkUploadTarget,
@@ -44,7 +47,16 @@ import {
   isVerb,
   validateArgs,
 } from './protocol.js';
-import type { ApiResponse, DatasetRow, DatasetSelection, Verb, VerbArgs, VerbResult, WireDestroyResult } from './protocol.js';
+import type {
+  ApiResponse,
+  DatasetRow,
+  DatasetSelection,
+  MountRow,
+  Verb,
+  VerbArgs,
+  VerbResult,
+  WireDestroyResult,
+} from './protocol.js';
 
 const POOL_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,254}$/;
 const RESERVED_POOL_NAMES = new Set(['mirror', 'raidz', 'raidz1', 'raidz2', 'raidz3', 'draid', 'spare', 'log', 'cache']);
@@ -88,9 +100,13 @@ export class DaemonServer {
   private readonly restored: Promise<void>;
   private resolveRestored: () => void = () => undefined;
   private readonly handlers: Handlers;
+  private readonly mounts: MountTable;
+  private readonly nbd: NbdExportTable;
 
   constructor(private readonly options: DaemonServerOptions) {
     this.cache = new PoolCacheFile(options.home.poolsPath, options.log);
+    this.mounts = new MountTable(options.home.mountsPath, options.log);
+    this.nbd = new NbdExportTable(options.log);
     this.restored = new Promise((resolve) => {
       this.resolveRestored = resolve;
     });
@@ -127,6 +143,8 @@ export class DaemonServer {
   /** Re-imports the pools remembered in pools.json (a failure leaves the pool remembered, unavailable). */
   async restorePools(): Promise<void> {
     try {
+      // First, before anything is mounted again: a daemon that died left its mounts dead (ENOTCONN).
+      await this.mounts.cleanupRecorded().catch((error: unknown) => this.options.log(`mount cleanup failed: ${describe(error)}`));
       await this.cache.load();
       for (const remembered of this.cache.pools()) {
         try {
@@ -150,6 +168,9 @@ export class DaemonServer {
       server.close();
       server.closeIdleConnections();
     }
+    // Mounts and exports go first: unmounting needs the pools to answer the kernel's last requests.
+    await this.mounts.closeAll();
+    await this.nbd.closeAll();
     for (const name of [...this.pools.keys()]) {
       const entry = await this.retirePool(name);
       try {
@@ -313,6 +334,7 @@ export class DaemonServer {
         await this.logHistory(entry, args.command, `cairn pool export ${args.name}`);
         await this.retirePool(args.name);
         try {
+          await this.releasePool(args.name);
           await entry.handle.export();
         } catch (error) {
           this.pools.set(args.name, entry);
@@ -327,6 +349,7 @@ export class DaemonServer {
         }
         const entry = await this.retirePool(args.name);
         try {
+          await this.releasePool(args.name);
           await entry.handle.destroy();
         } catch (error) {
           this.pools.set(args.name, entry);
@@ -447,7 +470,144 @@ export class DaemonServer {
       'fs.chmod': async (args) =>
         this.fsCall(args.dataset, args.path, async (fs) => toWireStat(await chmodPath(fs, args.path, args.mode))),
       ...this.datasetHandlers(),
+      ...this.servingHandlers(),
     };
+  }
+
+  /** Before a pool is exported or destroyed: its mounts (EBUSY if one will not go) and NBD exports end. */
+  private async releasePool(pool: string): Promise<void> {
+    await this.mounts.unmountWhere((dataset) => inPool(dataset, pool));
+    await this.nbd.removeWhere((dataset) => inPool(dataset, pool));
+  }
+
+  /** Before datasets are destroyed: their mounts and exports end (zfs destroy unmounts first). */
+  private async releaseDatasets(names: readonly string[]): Promise<void> {
+    const doomed = new Set(names);
+    await this.mounts.unmountWhere((dataset) => doomed.has(dataset));
+    await this.nbd.removeWhere((dataset) => doomed.has(dataset));
+  }
+
+  /** The verbs that serve datasets through the operating system: FUSE mounts and NBD exports. */
+  private servingHandlers(): Pick<Handlers, Extract<Verb, `mount.${string}` | `nbd.${string}`>> {
+    return {
+      'mount.mount': async (args) =>
+        this.usePool(poolOfDataset(args.dataset), (entry) =>
+          this.mountDataset(entry, args.dataset, args.mountpoint, args.readonly === true),
+        ),
+      'mount.all': async () => {
+        const candidates: { pool: string; dataset: string; mountpoint: string }[] = [];
+        for (const pool of [...this.pools.keys()].sort()) {
+          await this.usePool(pool, async (entry) => {
+            const datasets = entry.handle.datasets;
+            for (const item of datasets.list()) {
+              if (item.type !== 'filesystem' || this.mounts.byDataset(item.name) !== undefined) continue;
+              const props = await propertyTexts(datasets, item.name, ['mountpoint', 'canmount']);
+              const mountpoint = props.get('mountpoint') ?? '';
+              if (props.get('canmount') === 'on' && mountpoint.startsWith('/')) candidates.push({ pool, dataset: item.name, mountpoint });
+            }
+          });
+        }
+        // Parents before children, so a child's directory is made inside its parent's mount.
+        candidates.sort((a, b) => compareMountpoints(a.mountpoint, b.mountpoint));
+        const mounted: MountRow[] = [];
+        const errors: { dataset: string; message: string }[] = [];
+        for (const candidate of candidates) {
+          try {
+            mounted.push(await this.usePool(candidate.pool, (entry) => this.mountDataset(entry, candidate.dataset, undefined, false)));
+          } catch (error) {
+            errors.push({ dataset: candidate.dataset, message: errorMessage(error) });
+          }
+        }
+        return { mounted, errors };
+      },
+      'mount.unmount': async (args) => {
+        const force = args.force === true;
+        if (args.all === true) return this.mounts.unmountWhere(() => true, force);
+        if (args.dataset !== undefined) {
+          const row = this.mounts.byDataset(args.dataset);
+          if (row === undefined) throw new CairnError('EINVAL', `cannot unmount '${args.dataset}': not currently mounted`);
+          return [await this.mounts.unmount(row.mountpoint, force)];
+        }
+        if (args.mountpoint !== undefined) {
+          const path = normalizeMountpoint(args.mountpoint);
+          if (this.mounts.byMountpoint(path) === undefined) throw new CairnError('EINVAL', `cannot unmount '${path}': not a cairn mount`);
+          return [await this.mounts.unmount(path, force)];
+        }
+        throw new CairnError('EINVAL', 'unmount: give a dataset, a mountpoint or all');
+      },
+      'mount.list': async () => this.mounts.list(),
+      'nbd.export': async (args) =>
+        this.usePool(poolOfDataset(args.dataset), async (entry) => {
+          const volume = await entry.handle.datasets.openVolume(args.dataset).catch((error: unknown) => {
+            if (isCairnError(error, 'EINVAL')) {
+              throw new CairnError('EINVAL', `cannot export '${args.dataset}' over NBD: not a volume (mount a filesystem with cairn mount)`);
+            }
+            throw error;
+          });
+          const row = await this.nbd.add(args.dataset, volume, {
+            ...(args.listen !== undefined ? { listen: args.listen } : {}),
+            ...(args.name !== undefined ? { name: args.name } : {}),
+            ...(args.readonly !== undefined ? { readonly: args.readonly } : {}),
+          });
+          await this.logHistory(entry, args.command, `cairn nbd export ${args.dataset}`);
+          return row;
+        }),
+      'nbd.unexport': async (args) => {
+        const found = this.nbd.find(args.name, args.listen);
+        const row = await this.nbd.remove(found.name, found.listen);
+        const entry = this.pools.get(poolOfDataset(row.dataset));
+        if (entry !== undefined) await this.logHistory(entry, args.command, `cairn nbd unexport ${args.name}`);
+        return row;
+      },
+      'nbd.list': async () => this.nbd.list(),
+    };
+  }
+
+  /** zfs mount: at the given path or the mountpoint property; read-only for a snapshot or readonly=on. */
+  private async mountDataset(entry: PoolEntry, dataset: string, given: string | undefined, readonlyAsked: boolean): Promise<MountRow> {
+    const datasets = entry.handle.datasets;
+    const snapshot = dataset.includes('@');
+    const props = await propertyTexts(datasets, dataset, ['mountpoint', 'readonly']);
+    let mountpoint: string;
+    if (given !== undefined) mountpoint = normalizeMountpoint(given);
+    else {
+      const value = props.get('mountpoint') ?? '-';
+      if (snapshot || !value.startsWith('/')) {
+        throw new CairnError(
+          'EINVAL',
+          `cannot mount '${dataset}': ${snapshot ? 'a snapshot has no mountpoint' : `mountpoint is '${value}'`}; give a path: cairn mount ${dataset} PATH`,
+        );
+      }
+      mountpoint = normalizeMountpoint(value);
+    }
+    const fs = await datasets.open(dataset);
+    const handle = entry.handle;
+    return this.mounts.mount({
+      dataset,
+      mountpoint,
+      readonly: readonlyAsked || snapshot || props.get('readonly') === 'on',
+      followsProperty: given === undefined,
+      fs,
+      onSync: () => handle.sync(),
+    });
+  }
+
+  /** After a property change: mounts that follow the mountpoint property move (zfs remounts them). */
+  private async moveMounts(entry: PoolEntry, name: string): Promise<void> {
+    const datasets = entry.handle.datasets;
+    const moving: { dataset: string; from: string; to: string | null; readonly: boolean }[] = [];
+    for (const row of this.mounts.select((dataset) => withinDataset(dataset, name) && !dataset.includes('@'))) {
+      if (!this.mounts.followsProperty(row.mountpoint)) continue;
+      const value = (await propertyTexts(datasets, row.dataset, ['mountpoint'])).get('mountpoint') ?? '';
+      const to = value.startsWith('/') ? normalizeMountpoint(value) : null;
+      if (to !== row.mountpoint) moving.push({ dataset: row.dataset, from: row.mountpoint, to, readonly: row.readonly });
+    }
+    for (const move of moving) await this.mounts.unmount(move.from);
+    moving.sort((a, b) => compareMountpoints(a.to ?? '', b.to ?? ''));
+    for (const move of moving) {
+      if (move.to === null) continue;
+      await this.mountDataset(entry, move.dataset, undefined, move.readonly);
+    }
   }
 
   /** The zfs verbs. Each one that changes something is logged to its pool's history as typed. */
@@ -470,8 +630,9 @@ export class DaemonServer {
         if (assignments.length === 0) throw new CairnError('EINVAL', 'set: no property=value given');
         const text = assignments.map(([name, value]) => `${name}=${value}`).join(' ');
         for (const name of args.names) {
-          await this.datasetCommand(name, args.command, `cairn set ${text} ${name}`, async (datasets) => {
+          await this.datasetCommand(name, args.command, `cairn set ${text} ${name}`, async (datasets, entry) => {
             for (const [property, value] of assignments) await datasets.setProperty(name, property, value);
+            if (assignments.some(([property]) => property === 'mountpoint')) await this.moveMounts(entry, name);
           });
         }
         return null;
@@ -496,7 +657,7 @@ export class DaemonServer {
         );
       },
       'dataset.rollback': async (args) =>
-        this.datasetCommand(args.name, args.command, `cairn rollback ${args.name}`, async (datasets) => {
+        this.datasetCommand(args.name, args.command, `cairn rollback ${args.name}`, async (datasets, entry) => {
           const newer = newerSnapshots(datasets.list(), args.name);
           if (newer.length > 0 && args.recursive !== true) {
             throw new CairnError(
@@ -505,8 +666,23 @@ export class DaemonServer {
               { newer },
             );
           }
-          for (const name of newer) await datasets.destroyWith(name);
-          await datasets.rollback(args.name);
+          // The head gets new file system and volume objects: a mount is remounted, exports switch over.
+          const head = args.name.slice(0, Math.max(0, args.name.indexOf('@')));
+          const mounted = this.mounts.byDataset(head);
+          const follows = mounted !== undefined && this.mounts.followsProperty(mounted.mountpoint);
+          if (mounted !== undefined) await this.mounts.unmount(mounted.mountpoint);
+          try {
+            await this.releaseDatasets(newer);
+            for (const name of newer) await datasets.destroyWith(name);
+            await datasets.rollback(args.name);
+          } finally {
+            if (mounted !== undefined) {
+              await this.mountDataset(entry, head, follows ? undefined : mounted.mountpoint, mounted.readonly);
+            }
+          }
+          if (datasets.list().some((item) => item.name === head && item.type === 'volume')) {
+            await this.nbd.reopen(head, () => datasets.openVolume(head));
+          }
           return newer;
         }),
       'dataset.clone': async (args) => {
@@ -532,6 +708,9 @@ export class DaemonServer {
         }
         return this.datasetCommand(args.from, args.command, `cairn rename ${args.from} ${args.to}`, async (datasets) => {
           await datasets.rename(args.from, args.to, { parents: args.parents === true });
+          // Mounts stay where they are and exports keep their names; both follow the new dataset name.
+          await this.mounts.renameDataset(args.from, args.to);
+          this.nbd.renameDataset((dataset) => renamedDataset(dataset, args.from, args.to));
           return null;
         });
       },
@@ -581,7 +760,16 @@ export class DaemonServer {
           });
         // A dry run changes nothing and is not history.
         if (args.dryRun === true) return this.usePool(poolOfDataset(args.name), (entry) => run(entry.handle.datasets));
-        return this.datasetCommand(args.name, args.command, `cairn destroy ${flags}${args.name}`, run);
+        return this.datasetCommand(args.name, args.command, `cairn destroy ${flags}${args.name}`, async (datasets) => {
+          // zfs destroy unmounts first; the dry run names exactly what would go (and refuses as the real one would).
+          const plan = await datasets.destroyWith(args.name, {
+            recursive: args.recursive === true,
+            dependents: args.dependents === true,
+            dryRun: true,
+          });
+          await this.releaseDatasets(plan.destroyed);
+          return run(datasets);
+        });
       },
     };
   }
@@ -845,6 +1033,20 @@ async function* diffLines(
     }
   }
   if (text !== '') yield Buffer.from(text);
+}
+
+/** Properties of one dataset as text ('-' where the dataset has none, as for a snapshot's mountpoint). */
+async function propertyTexts(datasets: DatasetManager, name: string, names: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const property of await datasets.getProperties(name, names)) out.set(property.name, String(property.value));
+  return out;
+}
+
+/** An absolute, normalized path without a trailing slash. */
+function normalizeMountpoint(path: string): string {
+  if (!isAbsolute(path)) throw new CairnError('EINVAL', `mountpoint '${path}' must be an absolute path`);
+  const normalized = posix.normalize(path);
+  return normalized.length > 1 && normalized.endsWith('/') ? normalized.slice(0, -1) : normalized;
 }
 
 /** A byte count from the query ("offset", "length"): a non-negative safe integer, or absent. */

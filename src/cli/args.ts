@@ -1,8 +1,9 @@
 /**
  * getopt-style parsing of one command's arguments: short flags that combine ("-Hp"), flags that take a
  * value attached or separate ("-s10G", "-s 10G"), flags anywhere before "--" (as glibc getopt permutes),
- * and "-" alone as a positional (stdin/stdout). A usage error carries the command's usage line; the CLI
- * prints both and exits 2.
+ * and "-" alone as a positional (stdin/stdout). Long options ("--listen ADDR", "--listen=ADDR",
+ * "--readonly") exist only where a command's spec declares them by a name longer than one letter. A
+ * usage error carries the command's usage line; the CLI prints both and exits 2.
  */
 
 export type FlagKind = 'boolean' | 'value' | 'list';
@@ -31,7 +32,29 @@ export function parseArgs(argv: readonly string[], spec: Readonly<Record<string,
       parsed.positionals.push(...argv.slice(i + 1));
       break;
     }
-    if (arg.startsWith('--')) throw new UsageError(`invalid option '${arg}'`, usage);
+    if (arg.startsWith('--')) {
+      // Long options exist only where a command declares them (a spec key longer than one letter).
+      const equals = arg.indexOf('=');
+      const name = arg.slice(2, equals < 0 ? undefined : equals);
+      const kind = name.length > 1 ? spec[name] : undefined;
+      if (kind === undefined) throw new UsageError(`invalid option '${arg}'`, usage);
+      if (kind === 'boolean') {
+        if (equals >= 0) throw new UsageError(`option '--${name}' takes no value`, usage);
+        parsed.booleans.add(name);
+        continue;
+      }
+      let value = equals < 0 ? undefined : arg.slice(equals + 1);
+      if (value === undefined) {
+        value = argv[i + 1];
+        if (value === undefined) throw new UsageError(`option '--${name}' needs a value`, usage);
+        i++;
+      }
+      const list = parsed.values.get(name) ?? [];
+      if (kind === 'value' && list.length > 0) throw new UsageError(`option '--${name}' given twice`, usage);
+      list.push(value);
+      parsed.values.set(name, list);
+      continue;
+    }
     if (!arg.startsWith('-') || arg === '-') {
       parsed.positionals.push(arg);
       continue;

@@ -79,6 +79,19 @@ describe('argument parsing', () => {
     assert.throws(() => parseArgs(['-s', '1G', '-s', '2G'], spec, 'u'), /given twice/);
   });
 
+  it('takes long options only where a command declares them (--name VALUE, --name=VALUE, --flag)', () => {
+    const long = { listen: 'value', name: 'value', readonly: 'boolean', H: 'boolean' } as const;
+    const parsed = parseArgs(['tank/vm1', '--listen', '127.0.0.1:1', '--name=a=b', '--readonly', '-H'], long, 'u');
+    assert.deepEqual(parsed.values.get('listen'), ['127.0.0.1:1']);
+    assert.deepEqual(parsed.values.get('name'), ['a=b']);
+    assert.deepEqual([...parsed.booleans].sort(), ['H', 'readonly']);
+    assert.deepEqual(parsed.positionals, ['tank/vm1']);
+    assert.throws(() => parseArgs(['--readonly=yes'], long, 'u'), /takes no value/);
+    assert.throws(() => parseArgs(['--listen'], long, 'u'), /needs a value/);
+    assert.throws(() => parseArgs(['--name', 'a', '--name', 'b'], long, 'u'), /given twice/);
+    assert.throws(() => parseArgs(['--H'], long, 'u'), /invalid option '--H'/);
+  });
+
   it('finds commands and names unknown ones', () => {
     assert.deepEqual(findCommand(['pool', 'create', '-f', 'x']).command.words, ['pool', 'create']);
     assert.deepEqual(findCommand(['cp', 'a', 'b']).rest, ['a', 'b']);
@@ -160,7 +173,7 @@ describe('usage errors through runCli (no daemon involved)', () => {
   it('--help prints every command; a command --help prints its usage', async () => {
     const all = await run(['--help']);
     assert.equal(all.code, 0);
-    for (const word of ['pool create', 'pool import', 'cp SOURCE', 'daemon stop', 'demo']) assert.ok(all.out.includes(word), word);
+    for (const word of ['pool create', 'pool import', 'cp [-r] SOURCE', 'mount [-o ro|rw]', 'unmount [-f]', 'nbd export VOLUME', 'daemon stop', 'demo']) assert.ok(all.out.includes(word), word);
     const one = await run(['pool', 'list', '--help']);
     assert.equal(one.out, 'usage: cairn pool list [-H] [-p] [POOL]...\n');
   });

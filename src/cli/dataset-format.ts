@@ -41,7 +41,7 @@ function findProperty(row: DatasetRow, name: string): WireProperty | undefined {
 }
 
 /** Columns two spaces apart; the last one left unpadded when left-aligned, as zfs does. */
-function layout(table: readonly string[][], right: readonly boolean[]): string {
+export function layout(table: readonly string[][], right: readonly boolean[]): string {
   const widths = right.map((_, column) => Math.max(...table.map((row) => (row[column] ?? '').length)));
   return table
     .map((row) => {

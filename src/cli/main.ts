@@ -9,7 +9,7 @@
  * stack traces only with --debug.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat as statLocal, unlink } from 'node:fs/promises';
+import { lstat as lstatLocal, mkdir as mkdirLocal, opendir, readlink, stat as statLocal, symlink as symlinkLocal, unlink } from 'node:fs/promises';
 import { basename, posix, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +21,7 @@ import { UsageError, expectPositionals, flagValue, parseArgs } from './args.js';
 import type { FlagKind, ParsedArgs } from './args.js';
 import { DATASET_COMMANDS } from './datasets.js';
 import { runDemo } from './demo.js';
+import { SERVE_COMMANDS } from './serve.js';
 import {
   formatHistory,
   formatImportable,
@@ -446,6 +447,14 @@ async function copyCommand(context: CliContext, args: ParsedArgs, usage: string)
   const target = parseRemotePath(targetText);
   if (source === null && target === null) throw new UsageError('one of source and destination must be DATASET:/PATH', usage);
   const client = await context.client();
+  if (args.booleans.has('r') || args.booleans.has('R')) {
+    if (source !== null && target !== null) throw new UsageError('cp -r copies between a local directory and a dataset, not dataset to dataset', usage);
+    if (sourceText === '-' || targetText === '-') throw new UsageError('cp -r cannot use stdin or stdout', usage);
+    if (source !== null) return copyTreeDown(context, client, source, resolvePath(context.cwd, targetText));
+    if (await localIsDirectory(resolvePath(context.cwd, sourceText))) {
+      return copyTreeUp(context, client, resolvePath(context.cwd, sourceText), target as RemotePath, targetText.endsWith('/'));
+    }
+  }
   if (target !== null) {
     let targetPath = target.path;
     const sourceName = source !== null ? posix.basename(source.path) : basename(sourceText);
@@ -485,6 +494,86 @@ async function copyCommand(context: CliContext, args: ParsedArgs, usage: string)
     throw error;
   }
   return 0;
+}
+
+/**
+ * cp -r LOCALDIR DATASET:/DIR: as cp -r, into DIR/basename(LOCALDIR) when DIR exists, else as DIR.
+ * Depth-first with one open directory per level, so memory follows the depth, not the size.
+ * Files keep their permission bits; symlinks are copied as links; other kinds are skipped with a note.
+ */
+async function copyTreeUp(context: CliContext, client: DaemonClient, localDir: string, target: RemotePath, intoExisting: boolean): Promise<number> {
+  let top = target.path;
+  if (intoExisting || (await remoteIsDirectory(client, target))) top = posix.join(target.path, basename(localDir));
+  let skipped = 0;
+  const visit = async (localPath: string, remotePath: string): Promise<void> => {
+    const info = await lstatLocal(localPath);
+    await client.call('fs.mkdir', { dataset: target.dataset, path: remotePath, mode: info.mode & 0o7777 }).catch((error: unknown) => {
+      if (!isCairnError(error, 'EEXIST')) throw error;
+    });
+    for await (const entry of await opendir(localPath)) {
+      const from = resolvePath(localPath, entry.name);
+      const to = posix.join(remotePath, entry.name);
+      if (entry.isDirectory()) await visit(from, to);
+      else if (entry.isFile()) await client.putFile(target.dataset, to, createReadStream(from), (await lstatLocal(from)).mode & 0o7777);
+      else if (entry.isSymbolicLink()) await client.call('fs.symlink', { dataset: target.dataset, path: to, target: await readlink(from) });
+      else {
+        context.err(`cairn: skipping ${from}: not a file, directory or symlink\n`);
+        skipped++;
+      }
+    }
+  };
+  await visit(localDir, top);
+  return skipped > 0 ? 1 : 0;
+}
+
+/** cp -r DATASET:/DIR LOCALDIR: as cp -r, into LOCALDIR/basename(DIR) when LOCALDIR exists, else as LOCALDIR. */
+async function copyTreeDown(context: CliContext, client: DaemonClient, source: RemotePath, localTarget: string): Promise<number> {
+  const top = (await remoteIsDirectory(client, source)) ? source : null;
+  if (top === null) {
+    // A single file: the ordinary copy.
+    const chunks = await client.getFile(source.dataset, source.path);
+    const localPath = (await localIsDirectory(localTarget)) ? resolvePath(localTarget, posix.basename(source.path)) : localTarget;
+    await writeLocalFile(chunks, localPath, undefined);
+    return 0;
+  }
+  const name = source.path === '/' ? source.dataset.replace(/[/@]/g, '_') : posix.basename(source.path);
+  const root = (await localIsDirectory(localTarget)) ? resolvePath(localTarget, name) : localTarget;
+  const visit = async (remotePath: string, localPath: string, modeBits: number): Promise<void> => {
+    await mkdirLocal(localPath, { mode: modeBits }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+    let cursor: string | undefined;
+    do {
+      const page = await client.call('fs.list', {
+        dataset: source.dataset,
+        path: remotePath,
+        limit: LIST_PAGE_ENTRIES,
+        long: true,
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+      for (const entry of page.entries) {
+        const from = posix.join(remotePath, entry.name);
+        const to = resolvePath(localPath, entry.name);
+        const mode = (entry.stat?.mode ?? 0o644) & 0o7777;
+        if (entry.kind === 'directory') await visit(from, to, mode);
+        else if (entry.kind === 'symlink') await symlinkLocal(entry.target ?? '', to);
+        else await writeLocalFile(await client.getFile(source.dataset, from), to, mode);
+      }
+      cursor = page.cursor ?? undefined;
+    } while (cursor !== undefined);
+  };
+  await visit(source.path, root, 0o755);
+  return 0;
+}
+
+/** Writes a download; a failed one is removed, never left looking like the file. */
+async function writeLocalFile(chunks: AsyncIterable<Buffer>, localPath: string, modeBits: number | undefined): Promise<void> {
+  try {
+    await pipeline(Readable.from(chunks), createWriteStream(localPath, modeBits !== undefined ? { mode: modeBits } : {}));
+  } catch (error) {
+    await unlink(localPath).catch(() => undefined);
+    throw error;
+  }
 }
 
 async function listCommand(context: CliContext, args: ParsedArgs, usage: string): Promise<number> {
@@ -536,8 +625,8 @@ async function listCommand(context: CliContext, args: ParsedArgs, usage: string)
 const FILE_COMMANDS: Command[] = [
   {
     words: ['cp'],
-    usage: 'cairn cp SOURCE DESTINATION   (one of them DATASET:/PATH; - is stdin/stdout)',
-    flags: {},
+    usage: 'cairn cp [-r] SOURCE DESTINATION   (one of them DATASET:/PATH; - is stdin/stdout)',
+    flags: { r: 'boolean', R: 'boolean' },
     run: copyCommand,
   },
   {
@@ -726,6 +815,7 @@ export const COMMANDS: readonly Command[] = [
   ...POOL_COMMANDS,
   ...DATASET_COMMANDS,
   ...FILE_COMMANDS,
+  ...SERVE_COMMANDS,
   ...DAEMON_COMMANDS,
   DEMO_COMMAND,
 ];
