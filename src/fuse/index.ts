@@ -1,0 +1,15 @@
+/**
+ * FUSE frontend: serves a dataset's FileSystemApi as a Linux mount.
+ *
+ * What it promises
+ * - Every POSIX call on the mount becomes one FileSystemApi call (or a few: create-or-open, hidden
+ *   links for unlinked open files) on inode numbers; node ids are inode numbers, the root is node 1.
+ * - The kernel checks permissions (default_permissions); new files belong to the calling uid/gid.
+ * - fsync returns only after the onSync hook (the pool's sync) resolved: durable on return.
+ * - Memory is bounded: at most REQUESTS_IN_FLIGHT_MAX requests, each in a fixed pair of buffers.
+ * - Errors: CairnError codes become their errno; anything unexpected is EIO (and reported to onError).
+ *
+ * How: the kernel protocol is spoken on /dev/fuse from TypeScript, mounted by passing the device fd to
+ * mount(8) (root only); docs/fuse.md records why this beat a libfuse addon, with measurements.
+ */
+export { cleanupStaleMount, errnoOf, fuseAvailable, mountFilesystem, type FuseMount, type MountOptions } from './mount.js';

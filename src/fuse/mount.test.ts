@@ -1,0 +1,369 @@
+/**
+ * Through a real FUSE mount of a real pool: node:fs (async only — a sync call from this process would
+ * wait on the mount this process serves) and real tools run as child processes (execFile, never the
+ * Sync variants). Every mount is unmounted in a finally, lazily if the clean unmount fails.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFile, spawn } from 'node:child_process';
+import * as nodeFs from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createPool, importPool, type PoolHandle } from '../pool/index.js';
+import { Random } from '../testing/random.js';
+import { cleanupStaleMount, fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
+
+const MiB = 1024 * 1024;
+const SEED = Number(process.env['CAIRN_FUSE_SEED'] ?? 20261125);
+
+function run(command: string, args: string[], options: { uid?: number; gid?: number } = {}): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { encoding: 'utf8', maxBuffer: 4 * MiB, ...options }, (err, stdout, stderr) => {
+      if (err) reject(Object.assign(err, { stderr }));
+      else resolve({ stdout, stderr });
+    });
+  });
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function errCode(code: string): (e: unknown) => boolean {
+  return (e) => (e as NodeJS.ErrnoException).code === code;
+}
+
+/**
+ * Unmounts; when that fails, aborts the connection: a process that exits while one of its own
+ * requests to the mount it serves is unanswered would hang forever in the kernel.
+ */
+async function safeUnmount(mount: FuseMount | null, path: string): Promise<void> {
+  if (mount) {
+    try {
+      await mount.unmount();
+      return;
+    } catch {
+      await mount.abort();
+    }
+  }
+  await run('fusermount', ['-uz', path]).catch(() => undefined);
+}
+
+async function isMounted(path: string): Promise<boolean> {
+  const mounts = await fsp.readFile('/proc/self/mounts', 'utf8');
+  return mounts.split('\n').some((line) => line.split(' ')[1] === path);
+}
+
+const available = fuseAvailable();
+const skip = available.ok ? false : `FUSE unavailable: ${available.reason}`;
+
+describe('FUSE mount of a pool', { skip }, () => {
+  let dir = '';
+  let mnt = '';
+  let devicePath = '';
+  let pool: PoolHandle | null = null;
+  let mount: FuseMount | null = null;
+  let syncCalls = 0;
+  const random = new Random(SEED);
+  const big = random.bytes(20 * MiB);
+  const bigHash = sha256(big);
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cairn-fuse-'));
+    await fsp.chmod(dir, 0o755); // other users (the permission test) must reach the mount point
+    mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    devicePath = join(dir, 'dev.img');
+    pool = await createPool({ name: 'fusetest', vdevSpec: [devicePath], createSizeBytes: 256 * MiB, cacheSizeBytes: 16 * MiB });
+    const p = pool;
+    mount = await mountFilesystem(p.fs, mnt, {
+      name: 'fusetest',
+      onSync: async () => {
+        syncCalls++;
+        await p.sync();
+      },
+    });
+  });
+
+  after(async () => {
+    try {
+      await safeUnmount(mount, mnt);
+      await pool?.export().catch(() => undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is a fuse mount the kernel reports, with statfs from the pool', async () => {
+    assert.ok(await isMounted(mnt));
+    const s = await fsp.statfs(mnt);
+    assert.ok(s.blocks > 0 && s.bavail > 0 && s.bavail <= s.blocks, `statfs ${JSON.stringify(s)}`);
+    const { stdout } = await run('stat', ['-f', '-c', '%T', mnt]);
+    assert.match(stdout, /fuse/);
+  });
+
+  it(`a random 20 MiB file reads back equal (node, cat, dd, cp), seed ${SEED}`, async () => {
+    await fsp.writeFile(join(mnt, 'big.bin'), big);
+    assert.equal((await fsp.stat(join(mnt, 'big.bin'))).size, big.length);
+    assert.equal(sha256(await fsp.readFile(join(mnt, 'big.bin'))), bigHash, `seed ${SEED}`);
+    const viaCat = await run('sh', ['-c', `cat '${join(mnt, 'big.bin')}' | sha256sum`]);
+    assert.equal(viaCat.stdout.split(' ')[0], bigHash);
+    // dd with odd block sizes crosses record boundaries at unaligned offsets
+    await run('dd', [`if=${join(mnt, 'big.bin')}`, `of=${join(mnt, 'dd.bin')}`, 'bs=77777', 'conv=fsync', 'status=none']);
+    await run('cp', [join(mnt, 'dd.bin'), join(mnt, 'cp.bin')]);
+    await run('cmp', [join(mnt, 'big.bin'), join(mnt, 'cp.bin')]);
+    assert.ok(syncCalls > 0, 'conv=fsync reached onSync');
+    // the bytes are in the pool, not only in the kernel's page cache
+    const st = await pool!.fs.resolvePath('/cp.bin');
+    assert.equal(sha256(await pool!.fs.read(st.ino, 0, st.sizeBytes)), bigHash);
+  });
+
+  it('O_EXCL gives EEXIST, O_APPEND appends, O_TRUNC truncates', async () => {
+    const p = join(mnt, 'flags.txt');
+    await fsp.writeFile(p, 'one\n', { flag: 'wx' });
+    await assert.rejects(fsp.writeFile(p, 'x', { flag: 'wx' }), errCode('EEXIST'));
+    await fsp.appendFile(p, 'two\n');
+    const h = await fsp.open(p, 'a');
+    try {
+      await h.write('three\n', 0); // position is ignored with O_APPEND on Linux
+    } finally {
+      await h.close();
+    }
+    await run('sh', ['-c', `echo four >> '${p}'`]);
+    assert.equal(await fsp.readFile(p, 'utf8'), 'one\ntwo\nthree\nfour\n');
+    await fsp.writeFile(p, 'new');
+    assert.equal(await fsp.readFile(p, 'utf8'), 'new');
+    const t = await fsp.open(p, 'r+');
+    try {
+      await t.truncate(1);
+    } finally {
+      await t.close();
+    }
+    assert.equal(await fsp.readFile(p, 'utf8'), 'n');
+  });
+
+  it('rename over an existing target is atomic and works across directories', async () => {
+    await mkdir(join(mnt, 'r1'));
+    await mkdir(join(mnt, 'r2'));
+    const target = join(mnt, 'r2', 'target');
+    await fsp.writeFile(target, 'v0');
+    // a reader in another process must never miss the target while we replace it over and over
+    const readerFailure = run('sh', ['-c', `i=0; while [ $i -lt 300 ]; do cat '${target}' > /dev/null || exit 7; i=$((i+1)); done`]).then(
+      () => null,
+      (e: unknown) => (e as { stderr: string }).stderr,
+    );
+    for (let i = 1; i <= 40; i++) {
+      const tmp = join(mnt, 'r1', `tmp${i}`);
+      await fsp.writeFile(tmp, `v${i}`);
+      await fsp.rename(tmp, target);
+    }
+    assert.equal(await readerFailure, null, 'cat never misses the target');
+    assert.equal(await fsp.readFile(target, 'utf8'), 'v40');
+    assert.deepEqual(await fsp.readdir(join(mnt, 'r1')), []);
+    await run('mv', [target, join(mnt, 'r1', 'moved')]);
+    assert.equal(await fsp.readFile(join(mnt, 'r1', 'moved'), 'utf8'), 'v40');
+    await assert.rejects(fsp.rename(join(mnt, 'r1'), join(mnt, 'r1', 'inside')), errCode('EINVAL'));
+  });
+
+  it('hard links share the inode and count links; symlinks resolve', async () => {
+    const a = join(mnt, 'link-a');
+    await fsp.writeFile(a, 'linked');
+    await run('ln', [a, join(mnt, 'link-b')]);
+    const sa = await fsp.stat(a);
+    const sb = await fsp.stat(join(mnt, 'link-b'));
+    assert.equal(sa.ino, sb.ino);
+    assert.equal(sa.nlink, 2);
+    assert.equal((await run('stat', ['-c', '%h', a])).stdout.trim(), '2');
+    await fsp.unlink(a);
+    assert.equal((await fsp.stat(join(mnt, 'link-b'))).nlink, 1);
+    assert.equal(await fsp.readFile(join(mnt, 'link-b'), 'utf8'), 'linked');
+
+    await run('ln', ['-s', 'link-b', join(mnt, 'sym')]);
+    assert.equal(await fsp.readlink(join(mnt, 'sym')), 'link-b');
+    assert.ok((await fsp.lstat(join(mnt, 'sym'))).isSymbolicLink());
+    assert.equal(await fsp.readFile(join(mnt, 'sym'), 'utf8'), 'linked');
+    const long = 'x/'.repeat(150) + 'end';
+    await fsp.symlink(long, join(mnt, 'sym-long'));
+    assert.equal(await fsp.readlink(join(mnt, 'sym-long')), long);
+    await assert.rejects(fsp.readFile(join(mnt, 'sym-long')), errCode('ENOENT'));
+  });
+
+  it('sparse holes read as zeros', async () => {
+    const p = join(mnt, 'sparse');
+    const h = await fsp.open(p, 'w+');
+    try {
+      await h.write(Buffer.from('tail'), 0, 4, 10 * MiB + 3);
+      await h.write(Buffer.from('head'), 0, 4, 0);
+    } finally {
+      await h.close();
+    }
+    const data = await fsp.readFile(p);
+    assert.equal(data.length, 10 * MiB + 7);
+    assert.equal(data.subarray(0, 4).toString(), 'head');
+    assert.equal(data.subarray(10 * MiB + 3).toString(), 'tail');
+    assert.ok(data.subarray(4, 10 * MiB + 3).every((b) => b === 0), 'hole is zeros');
+    await run('truncate', ['-s', `${20 * MiB}`, p]);
+    const grown = await fsp.readFile(p);
+    assert.ok(grown.subarray(10 * MiB + 7).every((b) => b === 0), 'grown tail is zeros');
+    const st = await fsp.stat(p);
+    assert.ok(st.blocks * 512 < 4 * MiB, `holes take no space: ${st.blocks} blocks`);
+  });
+
+  it('chmod, chown and ns-precision timestamps are visible', async () => {
+    const p = join(mnt, 'attrs');
+    await fsp.writeFile(p, 'a');
+    await fsp.chmod(p, 0o640);
+    assert.equal((await fsp.stat(p)).mode & 0o7777, 0o640);
+    await fsp.chown(p, 1234, 5678);
+    const owned = await fsp.stat(p);
+    assert.equal(owned.uid, 1234);
+    assert.equal(owned.gid, 5678);
+    await run('touch', ['-m', '-d', '2001-02-03 04:05:06.123456789 UTC', p]);
+    assert.equal((await run('stat', ['-c', '%.9Y', p])).stdout.trim(), '981173106.123456789');
+    await fsp.utimes(p, new Date('2010-01-01T00:00:00.250Z'), new Date('2011-01-01T00:00:00.500Z'));
+    const st = await fsp.stat(p, { bigint: true });
+    assert.equal(st.mtimeNs, 1293840000500000000n);
+    assert.equal(st.atimeNs, 1262304000250000000n);
+  });
+
+  it('directories: listing with . and .., ENOTEMPTY, ENOTDIR, many entries', async () => {
+    const d = join(mnt, 'many');
+    await mkdir(d);
+    for (let i = 0; i < 300; i++) await fsp.writeFile(join(d, `entry-with-a-longish-name-${i}`), '');
+    const names = await fsp.readdir(d);
+    assert.equal(names.length, 300);
+    assert.equal(new Set(names).size, 300);
+    const { stdout } = await run('ls', ['-a', d]);
+    const listed = stdout.split('\n').filter(Boolean);
+    assert.equal(listed.length, 302);
+    assert.ok(listed.includes('.') && listed.includes('..'));
+    await assert.rejects(fsp.rmdir(d), errCode('ENOTEMPTY'));
+    await assert.rejects(fsp.rmdir(join(d, 'entry-with-a-longish-name-0')), errCode('ENOTDIR'));
+    await assert.rejects(fsp.mkdir(d), errCode('EEXIST'));
+    await assert.rejects(fsp.readFile(join(mnt, 'nope')), errCode('ENOENT'));
+    await assert.rejects(fsp.writeFile(join(mnt, 'n'.repeat(256)), ''), errCode('ENAMETOOLONG'));
+    await run('rm', ['-r', d]);
+    await assert.rejects(fsp.stat(d), errCode('ENOENT'));
+  });
+
+  it('files belong to the caller and the kernel checks permissions (allow_other, default_permissions)', async () => {
+    const shared = join(mnt, 'shared');
+    await mkdir(shared, { mode: 0o777 });
+    await fsp.chmod(shared, 0o777);
+    await run('touch', [join(shared, 'by-1000')], { uid: 1000, gid: 1000 });
+    const st = await fsp.stat(join(shared, 'by-1000'));
+    assert.equal(st.uid, 1000);
+    assert.equal(st.gid, 1000);
+    const privateDir = join(mnt, 'private');
+    await mkdir(privateDir, { mode: 0o700 });
+    await assert.rejects(run('touch', [join(privateDir, 'x')], { uid: 1000, gid: 1000 }), (e: unknown) => /Permission denied/.test((e as { stderr: string }).stderr));
+    await assert.rejects(run('sh', ['-c', `echo x > '${join(shared, 'by-1000')}'`], { uid: 1001, gid: 1001 }), (e: unknown) => /Permission denied/.test((e as { stderr: string }).stderr));
+  });
+
+  it('an unlinked open file stays readable until closed; flock is advisory and local', async () => {
+    const p = join(mnt, 'open-unlinked');
+    await fsp.writeFile(p, 'still here');
+    const h = await fsp.open(p, 'r');
+    try {
+      await fsp.unlink(p);
+      await assert.rejects(fsp.stat(p), errCode('ENOENT'));
+      const buf = Buffer.alloc(10);
+      await h.read(buf, 0, 10, 0);
+      assert.equal(buf.toString(), 'still here');
+    } finally {
+      await h.close();
+    }
+    // the hidden name goes with the last close (release is asynchronous to close: poll briefly)
+    for (let i = 0; i < 50 && (await fsp.readdir(mnt)).some((n) => n.startsWith('.cairn-hidden-')); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(!(await fsp.readdir(mnt)).some((n) => n.startsWith('.cairn-hidden-')));
+
+    const lockFile = join(mnt, 'lockfile');
+    await fsp.writeFile(lockFile, '');
+    const holder = spawn('flock', ['-x', lockFile, 'sleep', '1'], { stdio: 'ignore' });
+    const holderExit = new Promise((r) => holder.once('exit', r));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await assert.rejects(run('flock', ['-n', '-x', lockFile, 'true']), 'a second exclusive flock is refused');
+    } finally {
+      await holderExit; // killing flock would leave its sleep child holding the lock
+    }
+    await run('flock', ['-n', '-x', lockFile, 'true']);
+  });
+
+  it('extended attributes go to the file system when it has them', async (t) => {
+    if (typeof (pool!.fs as unknown as { getxattr?: unknown }).getxattr !== 'function') {
+      t.skip('FileSystemApi has no xattr calls in this tree');
+      return;
+    }
+    const p = join(mnt, 'xattrs');
+    await fsp.writeFile(p, '');
+    const script = `import os,sys\np=sys.argv[1]\nos.setxattr(p,'user.colour',b'blue')\nprint(os.getxattr(p,'user.colour').decode(), sorted(os.listxattr(p)))\nos.removexattr(p,'user.colour')\ntry:\n  os.getxattr(p,'user.colour')\nexcept OSError as e:\n  print(e.errno)`;
+    const { stdout } = await run('python3', ['-c', script, p]);
+    assert.equal(stdout.trim(), "blue ['user.colour']\n61");
+  });
+
+  it('a read-only mount refuses every write with EROFS and reads the same data', async () => {
+    const roMnt = join(dir, 'ro');
+    await mkdir(roMnt);
+    let ro: FuseMount | null = null;
+    try {
+      ro = await mountFilesystem(pool!.fs, roMnt, { readonly: true, name: 'fusetest-ro' });
+      assert.equal(sha256(await fsp.readFile(join(roMnt, 'big.bin'))), bigHash);
+      await assert.rejects(fsp.writeFile(join(roMnt, 'new'), 'x'), errCode('EROFS'));
+      await assert.rejects(fsp.appendFile(join(roMnt, 'big.bin'), 'x'), errCode('EROFS'));
+      await assert.rejects(fsp.mkdir(join(roMnt, 'd')), errCode('EROFS'));
+      await assert.rejects(fsp.unlink(join(roMnt, 'big.bin')), errCode('EROFS'));
+      await assert.rejects(fsp.rename(join(roMnt, 'big.bin'), join(roMnt, 'x')), errCode('EROFS'));
+      await assert.rejects(fsp.chmod(join(roMnt, 'big.bin'), 0o600), errCode('EROFS'));
+      await assert.rejects(fsp.symlink('a', join(roMnt, 's')), errCode('EROFS'));
+    } finally {
+      await safeUnmount(ro, roMnt);
+    }
+    assert.ok(!(await isMounted(roMnt)));
+  });
+
+  it('after unmount, export and import the data is still there (and mounts again)', async () => {
+    await mount!.unmount();
+    mount = null;
+    assert.ok(!(await isMounted(mnt)));
+    await pool!.export();
+    pool = await importPool({ searchPaths: [devicePath], cacheSizeBytes: 16 * MiB });
+    mount = await mountFilesystem(pool.fs, mnt, { name: 'fusetest' });
+    assert.equal(sha256(await fsp.readFile(join(mnt, 'big.bin'))), bigHash);
+    assert.equal(sha256(await fsp.readFile(join(mnt, 'cp.bin'))), bigHash);
+    assert.equal(await fsp.readFile(join(mnt, 'r1', 'moved'), 'utf8'), 'v40');
+    assert.equal(await fsp.readlink(join(mnt, 'sym')), 'link-b');
+    assert.equal((await fsp.stat(join(mnt, 'attrs'))).mode & 0o7777, 0o640);
+  });
+});
+
+describe('cleanupStaleMount', { skip }, () => {
+  it('lazily unmounts a mount whose daemon is gone and leaves other paths alone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-fuse-stale-'));
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    try {
+      assert.equal(await cleanupStaleMount(mnt), false, 'a plain directory is left alone');
+      // A daemon that dies: mount with a /dev/fuse fd, then close it without ever serving.
+      const fd = nodeFs.openSync('/dev/fuse', 'r+');
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const child = spawn('mount', ['-i', '-t', 'fuse.cairn', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'stale', mnt], { stdio: ['ignore', 'ignore', 'inherit', fd] });
+          child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mount exit ${code}`))));
+        });
+      } finally {
+        nodeFs.closeSync(fd);
+      }
+      await assert.rejects(fsp.stat(mnt), errCode('ENOTCONN'));
+      assert.equal(await cleanupStaleMount(mnt), true);
+      assert.ok(!(await isMounted(mnt)));
+      assert.ok((await fsp.stat(mnt)).isDirectory());
+    } finally {
+      await run('umount', ['-l', mnt]).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,953 @@
+/**
+ * Serves a FileSystemApi as a Linux FUSE mount by speaking the kernel protocol on /dev/fuse directly
+ * (why not a libfuse binding: docs/fuse.md). One FuseSession per mount: it reads requests one at a time
+ * from the device on the libuv pool, dispatches each to an async handler and answers with one write(2).
+ * At most REQUESTS_IN_FLIGHT_MAX requests run at once, each in a slot with a fixed request and reply
+ * buffer, so memory is bounded whatever the clients do.
+ */
+import * as nodeFs from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { spawn } from 'node:child_process';
+import type { DirEntry, FileSystemApi, SetAttr, Stat } from '../fs/types.js';
+import { CairnError, isCairnError } from '../util/errors.js';
+import {
+  ATTR_OUT_SIZE_BYTES,
+  DIRENT_HEADER_SIZE_BYTES,
+  DT_DIR,
+  DT_LNK,
+  DT_REG,
+  ENTRY_OUT_SIZE_BYTES,
+  FUSE_KERNEL_VERSION,
+  FUSE_MINOR_VERSION_MIN,
+  FUSE_MINOR_VERSION_SPOKEN,
+  FUSE_ROOT_ID,
+  INIT_OUT_SIZE_BYTES,
+  IN_HEADER_SIZE_BYTES,
+  InitFlag,
+  OPEN_OUT_SIZE_BYTES,
+  OUT_HEADER_SIZE_BYTES,
+  Opcode,
+  RENAME_NOREPLACE,
+  STATFS_OUT_SIZE_BYTES,
+  SetattrValid,
+  WRITE_IN_SIZE_BYTES,
+  XATTR_CREATE,
+  XATTR_REPLACE,
+  direntSizeBytes,
+  putAttrOut,
+  putEntryOut,
+  readName,
+} from './protocol.js';
+
+export interface MountOptions {
+  readonly?: boolean;
+  /** Let every user (not only the mounting one) use the mount; default true. */
+  allowOther?: boolean;
+  /** Source name shown in /proc/mounts; default "cairn". */
+  name?: string;
+  /** Makes everything written so far durable (the pool's sync); fsync returns only after it resolves. */
+  onSync?: () => Promise<void>;
+  /** Also sync on every close (FLUSH); off by default, as close() does not promise durability. */
+  syncOnClose?: boolean;
+  /** Told about failures that are bugs or I/O errors (answered EIO), not about ordinary errno replies. */
+  onError?: (error: unknown, opcode: number) => void;
+}
+
+export interface FuseMount {
+  readonly mountpoint: string;
+  /** Unmounts (EBUSY while files on it are open) and waits until every request was answered. */
+  unmount(): Promise<void>;
+  /**
+   * Last resort, never fails: detaches the mount lazily and aborts the kernel connection, so no
+   * caller (also none in this process) stays blocked on it. Needs fusectl (/sys/fs/fuse/connections),
+   * mounted here if it is not.
+   */
+  abort(): Promise<void>;
+}
+
+const FUSE_DEVICE_PATH = '/dev/fuse';
+const MAX_WRITE_BYTES = 1024 * 1024;
+const PAGE_SIZE_BYTES = 4096;
+/** Room for the request header and the largest fixed request struct in front of a write's data. */
+const SLOT_SIZE_BYTES = MAX_WRITE_BYTES + PAGE_SIZE_BYTES;
+const REQUESTS_IN_FLIGHT_MAX = 8;
+const READDIR_PAGE_ENTRIES = 64;
+/** How long the kernel may cache names and attributes; other writers (the API, rollback) show up after this. */
+const CACHE_VALID_SECONDS = 1;
+const INIT_TIMEOUT_MS = 10_000;
+const DRAIN_TIMEOUT_MS = 10_000;
+const TOOL_OUTPUT_MAX_BYTES = 4096;
+const HIDDEN_PREFIX = '.cairn-hidden-';
+
+const ERRNO = osConstants.errno as Readonly<Record<string, number>>;
+const E = {
+  EIO: ERRNO['EIO'] ?? 5,
+  ENOSYS: ERRNO['ENOSYS'] ?? 38,
+  EROFS: ERRNO['EROFS'] ?? 30,
+  EEXIST: ERRNO['EEXIST'] ?? 17,
+  EISDIR: ERRNO['EISDIR'] ?? 21,
+  EINVAL: ERRNO['EINVAL'] ?? 22,
+  EPERM: ERRNO['EPERM'] ?? 1,
+  ERANGE: ERRNO['ERANGE'] ?? 34,
+  EOPNOTSUPP: ERRNO['EOPNOTSUPP'] ?? 95,
+  ENOENT: ERRNO['ENOENT'] ?? 2,
+  EINTR: ERRNO['EINTR'] ?? 4,
+  EAGAIN: ERRNO['EAGAIN'] ?? 11,
+  ENODEV: ERRNO['ENODEV'] ?? 19,
+  ESTALE: ERRNO['ESTALE'] ?? 116,
+} as const;
+
+/**
+ * Requests about a node the kernel already holds (not about a name in a directory). If the file system
+ * says ENOENT for one, the inode went away under a cached dentry (a rename or unlink raced with this
+ * call): ESTALE makes the kernel look the path up again (LOOKUP_REVAL) instead of failing the caller.
+ */
+const NODE_SUBJECT_OPCODES: ReadonlySet<number> = new Set([
+  Opcode.getattr,
+  Opcode.setattr,
+  Opcode.open,
+  Opcode.opendir,
+  Opcode.readlink,
+  Opcode.getxattr,
+  Opcode.listxattr,
+]);
+
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+const { O_EXCL, O_TRUNC } = nodeFs.constants;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IPERM = 0o7777;
+
+/** A reply that is just an errno, raised inside handlers. */
+class ErrnoReply extends Error {
+  constructor(readonly errnoNumber: number) {
+    super(`errno ${errnoNumber}`);
+  }
+}
+
+/** Maps an error to the positive errno the kernel gets (negated on the wire); unknown errors are EIO. */
+export function errnoOf(error: unknown): number {
+  if (error instanceof ErrnoReply) return error.errnoNumber;
+  if (isCairnError(error)) return ERRNO[error.errno] ?? E.EIO;
+  return E.EIO;
+}
+
+/** setxattr's flags, as FileSystemApi's xattr calls take them. */
+interface SetXattrFlags {
+  create?: boolean;
+  replace?: boolean;
+}
+
+/** The xattr calls, present when the file system has them (feature-detected, not required). */
+interface XattrCalls {
+  getxattr(ino: number, name: string): Promise<Buffer>;
+  setxattr(ino: number, name: string, value: Buffer, flags?: SetXattrFlags): Promise<void>;
+  listxattr(ino: number): Promise<string[]>;
+  removexattr(ino: number, name: string): Promise<void>;
+}
+
+function xattrCallsOf(fs: FileSystemApi): XattrCalls | null {
+  const f = fs as unknown as Partial<XattrCalls>;
+  if (typeof f.getxattr !== 'function' || typeof f.setxattr !== 'function') return null;
+  if (typeof f.listxattr !== 'function' || typeof f.removexattr !== 'function') return null;
+  return f as XattrCalls;
+}
+
+interface Slot {
+  request: Buffer;
+  reply: Buffer;
+}
+
+interface FileHandle {
+  ino: number;
+}
+
+/** One open directory: the page of entries the kernel is reading through, by stream position. */
+interface DirHandle {
+  ino: number;
+  /** Stream position of entries[0]; "." is position 0, ".." 1, the file system's entries from 2. */
+  pageStart: number;
+  entries: DirEntry[];
+  nextCursor: bigint | null;
+}
+
+function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+function direntType(kind: DirEntry['kind']): number {
+  return kind === 'directory' ? DT_DIR : kind === 'symlink' ? DT_LNK : DT_REG;
+}
+
+class FuseSession {
+  private readonly slots: Slot[] = [];
+  private readonly freeSlots: Slot[] = [];
+  private reading = false;
+  private ended = false;
+  private inFlight = 0;
+  private readonly drained: Promise<void>;
+  private resolveDrained!: () => void;
+  readonly initialized: Promise<void>;
+  private resolveInitialized!: () => void;
+  private rejectInitialized!: (e: Error) => void;
+  private readonly files = new Map<number, FileHandle>();
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextHandle = 1;
+  /** Open file handles per inode, to keep an unlinked open file alive (see hideIfOpen). */
+  private readonly openCounts = new Map<number, number>();
+  private readonly hidden = new Map<number, { parentIno: number; name: string }>();
+  private readonly xattr: XattrCalls | null;
+  /** Serializes opens with unlinks and renames, so a file is either seen open or freed, never both. */
+  private namespaceTail: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly fd: number,
+    private readonly fs: FileSystemApi,
+    private readonly opts: MountOptions,
+  ) {
+    this.xattr = xattrCallsOf(fs);
+    this.drained = new Promise((resolve) => (this.resolveDrained = resolve));
+    this.initialized = new Promise((resolve, reject) => {
+      this.resolveInitialized = resolve;
+      this.rejectInitialized = reject;
+    });
+    this.initialized.catch(() => undefined);
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** Resolves once the kernel closed the connection (unmount) and every request was answered. */
+  waitDrained(): Promise<void> {
+    return this.drained;
+  }
+
+  start(): void {
+    this.pump();
+  }
+
+  // ---- request loop ----
+
+  private takeSlot(): Slot | undefined {
+    const free = this.freeSlots.pop();
+    if (free) return free;
+    if (this.slots.length >= REQUESTS_IN_FLIGHT_MAX) return undefined;
+    const slot = { request: Buffer.allocUnsafe(SLOT_SIZE_BYTES), reply: Buffer.allocUnsafe(SLOT_SIZE_BYTES) };
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private pump(): void {
+    if (this.reading || this.ended) return;
+    const slot = this.takeSlot();
+    if (!slot) return; // a finishing request calls pump again
+    this.reading = true;
+    nodeFs.read(this.fd, slot.request, 0, SLOT_SIZE_BYTES, null, (err, lengthBytes) => this.onRead(slot, err, lengthBytes));
+  }
+
+  private onRead(slot: Slot, err: NodeJS.ErrnoException | null, lengthBytes: number): void {
+    this.reading = false;
+    if (err) {
+      this.freeSlots.push(slot);
+      const errno = -(err.errno ?? 0);
+      // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: just retry.
+      if (errno === E.ENOENT || errno === E.EINTR || errno === E.EAGAIN) {
+        this.pump();
+        return;
+      }
+      this.end(errno === E.ENODEV ? null : err);
+      return;
+    }
+    this.inFlight++;
+    this.dispatch(slot, lengthBytes)
+      .catch((e: unknown) => this.opts.onError?.(e, slot.request.readUInt32LE(4)))
+      .finally(() => {
+        this.inFlight--;
+        this.freeSlots.push(slot);
+        if (this.ended) this.maybeDrained();
+        else this.pump();
+      });
+    this.pump();
+  }
+
+  private end(error: Error | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (error) this.opts.onError?.(error, 0);
+    this.rejectInitialized(new CairnError('EIO', `FUSE connection ended before INIT${error ? `: ${error.message}` : ''}`));
+    this.maybeDrained();
+  }
+
+  private maybeDrained(): void {
+    if (this.inFlight === 0) this.resolveDrained();
+  }
+
+  private send(slot: Slot, unique: bigint, errno: number, bodyBytes: number): void {
+    const reply = slot.reply;
+    reply.writeUInt32LE(OUT_HEADER_SIZE_BYTES + bodyBytes, 0);
+    reply.writeInt32LE(-errno, 4);
+    reply.writeBigUInt64LE(unique, 8);
+    this.writeReply(reply, OUT_HEADER_SIZE_BYTES + bodyBytes);
+  }
+
+  private writeReply(buf: Buffer, lengthBytes: number): void {
+    try {
+      nodeFs.writeSync(this.fd, buf, 0, lengthBytes);
+    } catch (e) {
+      // ENOENT: the request was interrupted and the kernel no longer waits for it; ENODEV: unmounted.
+      const errno = -((e as NodeJS.ErrnoException).errno ?? 0);
+      if (errno !== E.ENOENT && errno !== E.ENODEV) throw e;
+    }
+  }
+
+  private sendError(slot: Slot, unique: bigint, errno: number): void {
+    this.send(slot, unique, errno, 0);
+  }
+
+  // ---- dispatch ----
+
+  private async dispatch(slot: Slot, lengthBytes: number): Promise<void> {
+    const req = slot.request;
+    const opcode = req.readUInt32LE(4);
+    const unique = req.readBigUInt64LE(8);
+    if (opcode === Opcode.forget || opcode === Opcode.batchForget || opcode === Opcode.interrupt) return; // no reply
+    try {
+      await this.handle(slot, opcode, unique, lengthBytes);
+    } catch (e) {
+      let errno = errnoOf(e);
+      if (errno === E.ENOENT && NODE_SUBJECT_OPCODES.has(opcode)) errno = E.ESTALE;
+      if (errno === E.EIO && !(e instanceof ErrnoReply) && !isCairnError(e, 'EIO')) this.opts.onError?.(e, opcode);
+      this.sendError(slot, unique, errno);
+    }
+  }
+
+  private async withNamespaceLock<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.namespaceTail;
+    let release!: () => void;
+    this.namespaceTail = new Promise((resolve) => (release = resolve));
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  private ino(nodeId: number): number {
+    return nodeId === FUSE_ROOT_ID ? this.fs.rootIno : nodeId;
+  }
+
+  private nodeId(ino: number): number {
+    return ino === this.fs.rootIno ? FUSE_ROOT_ID : ino;
+  }
+
+  private refuseIfReadonly(): void {
+    if (this.opts.readonly) throw new ErrnoReply(E.EROFS);
+  }
+
+  private replyEntry(slot: Slot, unique: bigint, st: Stat): void {
+    putEntryOut(slot.reply, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
+    this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
+  }
+
+  private replyAttr(slot: Slot, unique: bigint, st: Stat): void {
+    putAttrOut(slot.reply, OUT_HEADER_SIZE_BYTES, st, CACHE_VALID_SECONDS);
+    this.send(slot, unique, 0, ATTR_OUT_SIZE_BYTES);
+  }
+
+  private async handle(slot: Slot, opcode: number, unique: bigint, lengthBytes: number): Promise<void> {
+    const req = slot.request;
+    const nodeIno = this.ino(Number(req.readBigUInt64LE(16)));
+    const uid = req.readUInt32LE(24);
+    const gid = req.readUInt32LE(28);
+    const body = IN_HEADER_SIZE_BYTES;
+    const fs = this.fs;
+    switch (opcode) {
+      case Opcode.init:
+        return this.init(slot, unique);
+      case Opcode.destroy:
+        return this.send(slot, unique, 0, 0);
+      case Opcode.lookup:
+        return this.replyEntry(slot, unique, await fs.lookup(nodeIno, readName(req, body, lengthBytes).name));
+      case Opcode.getattr:
+        return this.replyAttr(slot, unique, await fs.getattr(nodeIno));
+      case Opcode.setattr:
+        return this.replyAttr(slot, unique, await this.setattr(nodeIno, req, body));
+      case Opcode.readlink: {
+        const target = await fs.readlink(nodeIno);
+        return this.send(slot, unique, 0, slot.reply.write(target, OUT_HEADER_SIZE_BYTES, 'utf8'));
+      }
+      case Opcode.symlink: {
+        this.refuseIfReadonly();
+        const name = readName(req, body, lengthBytes);
+        const target = readName(req, name.next, lengthBytes).name;
+        return this.replyEntry(slot, unique, await fs.symlink(nodeIno, name.name, target, { uid, gid }));
+      }
+      case Opcode.mknod: {
+        this.refuseIfReadonly();
+        const mode = req.readUInt32LE(body);
+        // Only regular files exist in Cairn; fifos, sockets and devices are refused as on most file systems.
+        if ((mode & S_IFMT) !== S_IFREG) throw new ErrnoReply(E.EPERM);
+        const name = readName(req, body + 16, lengthBytes).name;
+        return this.replyEntry(slot, unique, await fs.create(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
+      }
+      case Opcode.mkdir: {
+        this.refuseIfReadonly();
+        const mode = req.readUInt32LE(body);
+        const name = readName(req, body + 8, lengthBytes).name;
+        return this.replyEntry(slot, unique, await fs.mkdir(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
+      }
+      case Opcode.unlink: {
+        this.refuseIfReadonly();
+        const name = readName(req, body, lengthBytes).name;
+        await this.withNamespaceLock(async () => {
+          await this.hideIfOpen(nodeIno, name);
+          await fs.unlink(nodeIno, name);
+        });
+        return this.send(slot, unique, 0, 0);
+      }
+      case Opcode.rmdir:
+        this.refuseIfReadonly();
+        await fs.rmdir(nodeIno, readName(req, body, lengthBytes).name);
+        return this.send(slot, unique, 0, 0);
+      case Opcode.rename:
+      case Opcode.rename2: {
+        this.refuseIfReadonly();
+        const newParentIno = this.ino(Number(req.readBigUInt64LE(body)));
+        const flags = opcode === Opcode.rename2 ? req.readUInt32LE(body + 8) : 0;
+        const names = body + (opcode === Opcode.rename2 ? 16 : 8);
+        const oldName = readName(req, names, lengthBytes);
+        const newName = readName(req, oldName.next, lengthBytes).name;
+        await this.withNamespaceLock(() => this.rename(nodeIno, oldName.name, newParentIno, newName, flags));
+        return this.send(slot, unique, 0, 0);
+      }
+      case Opcode.link: {
+        this.refuseIfReadonly();
+        const targetIno = this.ino(Number(req.readBigUInt64LE(body)));
+        const name = readName(req, body + 8, lengthBytes).name;
+        return this.replyEntry(slot, unique, await fs.link(targetIno, nodeIno, name));
+      }
+      case Opcode.open: {
+        const flags = req.readUInt32LE(body);
+        if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) this.refuseIfReadonly();
+        const fh = await this.withNamespaceLock(async () => {
+          await fs.getattr(nodeIno);
+          return this.openFile(nodeIno);
+        });
+        return this.replyOpen(slot, unique, fh);
+      }
+      case Opcode.create:
+        return this.create(slot, unique, nodeIno, uid, gid, lengthBytes);
+      case Opcode.read:
+        return this.read(slot, unique, req, body);
+      case Opcode.write: {
+        this.refuseIfReadonly();
+        const ino = this.handleIno(req.readBigUInt64LE(body), nodeIno);
+        const offset = Number(req.readBigUInt64LE(body + 8));
+        const sizeBytes = req.readUInt32LE(body + 16);
+        const dataAt = body + WRITE_IN_SIZE_BYTES;
+        const written = await fs.write(ino, offset, req.subarray(dataAt, dataAt + sizeBytes));
+        slot.reply.writeUInt32LE(written, OUT_HEADER_SIZE_BYTES);
+        slot.reply.writeUInt32LE(0, OUT_HEADER_SIZE_BYTES + 4);
+        return this.send(slot, unique, 0, 8);
+      }
+      case Opcode.statfs:
+        return this.statfs(slot, unique);
+      case Opcode.release:
+        await this.release(req.readBigUInt64LE(body));
+        return this.send(slot, unique, 0, 0);
+      case Opcode.flush:
+        if (this.opts.syncOnClose && !this.opts.readonly) await this.opts.onSync?.();
+        return this.send(slot, unique, 0, 0);
+      case Opcode.fsync:
+      case Opcode.fsyncdir:
+        // fsync and fdatasync both mean "durable now": the pool has no cheaper data-only commit.
+        if (!this.opts.readonly) await this.opts.onSync?.();
+        return this.send(slot, unique, 0, 0);
+      case Opcode.opendir: {
+        await fs.getattr(nodeIno);
+        const fh = this.nextHandle++;
+        this.dirs.set(fh, { ino: nodeIno, pageStart: 2, entries: [], nextCursor: 0n });
+        return this.replyOpen(slot, unique, fh);
+      }
+      case Opcode.readdir:
+        return this.readdir(slot, unique, req, body, nodeIno);
+      case Opcode.releasedir:
+        this.dirs.delete(Number(req.readBigUInt64LE(body)));
+        return this.send(slot, unique, 0, 0);
+      case Opcode.getxattr:
+      case Opcode.listxattr:
+      case Opcode.setxattr:
+      case Opcode.removexattr:
+        return this.xattrOp(slot, unique, opcode, nodeIno, lengthBytes);
+      default:
+        // access (default_permissions makes the kernel check), locks (kept by the kernel), fallocate,
+        // lseek, copy_file_range, ioctl, poll: ENOSYS makes the kernel fall back or stop asking.
+        throw new ErrnoReply(E.ENOSYS);
+    }
+  }
+
+  private init(slot: Slot, unique: bigint): void {
+    const req = slot.request;
+    const body = IN_HEADER_SIZE_BYTES;
+    const major = req.readUInt32LE(body);
+    const minor = req.readUInt32LE(body + 4);
+    const maxReadahead = req.readUInt32LE(body + 8);
+    const kernelFlags = req.readUInt32LE(body + 12);
+    if (major !== FUSE_KERNEL_VERSION || minor < FUSE_MINOR_VERSION_MIN) {
+      this.rejectInitialized(new CairnError('ENOTSUP', `kernel FUSE ${major}.${minor}; Cairn needs 7.${FUSE_MINOR_VERSION_MIN} or later`));
+      throw new ErrnoReply(E.EINVAL);
+    }
+    const wanted = InitFlag.asyncRead | InitFlag.bigWrites | InitFlag.autoInvalData | InitFlag.parallelDirops | InitFlag.maxPages | InitFlag.cacheSymlinks;
+    const out = slot.reply;
+    const at = OUT_HEADER_SIZE_BYTES;
+    out.fill(0, at, at + INIT_OUT_SIZE_BYTES);
+    out.writeUInt32LE(FUSE_KERNEL_VERSION, at);
+    out.writeUInt32LE(Math.min(minor, FUSE_MINOR_VERSION_SPOKEN), at + 4);
+    out.writeUInt32LE(maxReadahead, at + 8);
+    out.writeUInt32LE((kernelFlags & wanted) >>> 0, at + 12);
+    out.writeUInt16LE(REQUESTS_IN_FLIGHT_MAX * 2, at + 16); // max_background
+    out.writeUInt16LE(REQUESTS_IN_FLIGHT_MAX + REQUESTS_IN_FLIGHT_MAX / 2, at + 18); // congestion_threshold
+    out.writeUInt32LE(MAX_WRITE_BYTES, at + 20);
+    out.writeUInt32LE(1, at + 24); // time_gran: timestamps are kept to the nanosecond
+    out.writeUInt16LE(MAX_WRITE_BYTES / PAGE_SIZE_BYTES, at + 28); // max_pages
+    this.send(slot, unique, 0, INIT_OUT_SIZE_BYTES);
+    this.resolveInitialized();
+  }
+
+  private async setattr(ino: number, req: Buffer, body: number): Promise<Stat> {
+    const valid = req.readUInt32LE(body);
+    const attr: SetAttr = {};
+    if (valid & SetattrValid.mode) attr.mode = req.readUInt32LE(body + 68) & S_IPERM;
+    if (valid & SetattrValid.uid) attr.uid = req.readUInt32LE(body + 76);
+    if (valid & SetattrValid.gid) attr.gid = req.readUInt32LE(body + 80);
+    if (valid & SetattrValid.size) attr.sizeBytes = Number(req.readBigUInt64LE(body + 16));
+    if (valid & SetattrValid.atimeNow) attr.atimeNs = nowNs();
+    else if (valid & SetattrValid.atime) attr.atimeNs = req.readBigInt64LE(body + 32) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 56));
+    if (valid & SetattrValid.mtimeNow) attr.mtimeNs = nowNs();
+    else if (valid & SetattrValid.mtime) attr.mtimeNs = req.readBigInt64LE(body + 40) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 60));
+    if (Object.keys(attr).length === 0) return this.fs.getattr(ino);
+    this.refuseIfReadonly();
+    return this.fs.setattr(ino, attr);
+  }
+
+  private openFile(ino: number): number {
+    const fh = this.nextHandle++;
+    this.files.set(fh, { ino });
+    this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
+    return fh;
+  }
+
+  private replyOpen(slot: Slot, unique: bigint, fh: number): void {
+    const at = OUT_HEADER_SIZE_BYTES;
+    slot.reply.writeBigUInt64LE(BigInt(fh), at);
+    slot.reply.writeUInt32LE(0, at + 8); // open_flags: no keep_cache, others may change the dataset
+    slot.reply.writeUInt32LE(0, at + 12);
+    this.send(slot, unique, 0, OPEN_OUT_SIZE_BYTES);
+  }
+
+  private handleIno(fh: bigint, fallbackIno: number): number {
+    return this.files.get(Number(fh))?.ino ?? fallbackIno;
+  }
+
+  private async create(slot: Slot, unique: bigint, parentIno: number, uid: number, gid: number, lengthBytes: number): Promise<void> {
+    this.refuseIfReadonly();
+    const req = slot.request;
+    const body = IN_HEADER_SIZE_BYTES;
+    const flags = req.readUInt32LE(body);
+    const mode = req.readUInt32LE(body + 4);
+    const name = readName(req, body + 16, lengthBytes).name;
+    const { st, fh } = await this.withNamespaceLock(async () => {
+      let created: Stat;
+      try {
+        created = await this.fs.create(parentIno, name, { mode: mode & S_IPERM, uid, gid });
+      } catch (e) {
+        // The kernel looks the name up first, so this is a race with another creator: honour O_EXCL,
+        // otherwise open what is there as open(2) would.
+        if (!isCairnError(e, 'EEXIST') || flags & O_EXCL) throw e;
+        created = await this.fs.lookup(parentIno, name);
+        if (created.kind === 'directory') throw new ErrnoReply(E.EISDIR);
+        if (flags & O_TRUNC && created.sizeBytes > 0) created = await this.fs.setattr(created.ino, { sizeBytes: 0 });
+      }
+      return { st: created, fh: this.openFile(created.ino) };
+    });
+    const out = slot.reply;
+    putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
+    const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
+    out.writeBigUInt64LE(BigInt(fh), at);
+    out.writeUInt32LE(0, at + 8);
+    out.writeUInt32LE(0, at + 12);
+    this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES + OPEN_OUT_SIZE_BYTES);
+  }
+
+  private async read(slot: Slot, unique: bigint, req: Buffer, body: number): Promise<void> {
+    const ino = this.handleIno(req.readBigUInt64LE(body), this.ino(Number(req.readBigUInt64LE(16))));
+    const offset = Number(req.readBigUInt64LE(body + 8));
+    const sizeBytes = Math.min(req.readUInt32LE(body + 16), SLOT_SIZE_BYTES - OUT_HEADER_SIZE_BYTES);
+    const target = slot.reply.subarray(OUT_HEADER_SIZE_BYTES, OUT_HEADER_SIZE_BYTES + sizeBytes);
+    const readBytes = await this.fs.readInto(ino, offset, target);
+    this.send(slot, unique, 0, readBytes);
+  }
+
+  private async release(fh: bigint): Promise<void> {
+    const handle = this.files.get(Number(fh));
+    if (!handle) return;
+    this.files.delete(Number(fh));
+    const count = (this.openCounts.get(handle.ino) ?? 1) - 1;
+    if (count > 0) {
+      this.openCounts.set(handle.ino, count);
+      return;
+    }
+    this.openCounts.delete(handle.ino);
+    const hidden = this.hidden.get(handle.ino);
+    if (!hidden) return;
+    this.hidden.delete(handle.ino);
+    try {
+      await this.fs.unlink(hidden.parentIno, hidden.name);
+    } catch (e) {
+      if (!isCairnError(e, 'ENOENT')) this.opts.onError?.(e, Opcode.release);
+    }
+  }
+
+  /**
+   * The file system frees a file at its last unlink, even while it is open. So before a name that
+   * holds the last link of an open file goes away (unlink, rename over it), give the file a hidden
+   * second name in the same directory; the last release removes that name and frees the file.
+   */
+  private async hideIfOpen(parentIno: number, name: string): Promise<void> {
+    if (this.openCounts.size === 0) return;
+    let st: Stat;
+    try {
+      st = await this.fs.lookup(parentIno, name);
+    } catch {
+      return; // the real call reports it
+    }
+    if (st.kind !== 'file' || !this.openCounts.has(st.ino) || this.hidden.has(st.ino) || st.nlink > 1) return;
+    const hiddenName = `${HIDDEN_PREFIX}${st.ino}`;
+    await this.fs.link(st.ino, parentIno, hiddenName);
+    this.hidden.set(st.ino, { parentIno, name: hiddenName });
+  }
+
+  private async rename(parentIno: number, name: string, newParentIno: number, newName: string, flags: number): Promise<void> {
+    if (flags & ~RENAME_NOREPLACE) throw new ErrnoReply(E.EINVAL); // RENAME_EXCHANGE, RENAME_WHITEOUT
+    if (flags & RENAME_NOREPLACE) {
+      const exists = await this.fs.lookup(newParentIno, newName).then(
+        () => true,
+        (e: unknown) => {
+          if (isCairnError(e, 'ENOENT')) return false;
+          throw e;
+        },
+      );
+      if (exists) throw new ErrnoReply(E.EEXIST);
+    } else {
+      await this.hideIfOpen(newParentIno, newName);
+    }
+    await this.fs.rename(parentIno, name, newParentIno, newName);
+  }
+
+  private async statfs(slot: Slot, unique: bigint): Promise<void> {
+    const s = await this.fs.statfs();
+    const out = slot.reply;
+    const at = OUT_HEADER_SIZE_BYTES;
+    const blockBytes = PAGE_SIZE_BYTES;
+    // Cairn has no inode table to run out of: report free inodes as what the free space could hold.
+    const filesFree = Math.floor(s.availableBytes / 512);
+    out.fill(0, at, at + STATFS_OUT_SIZE_BYTES);
+    out.writeBigUInt64LE(BigInt(Math.floor(s.totalBytes / blockBytes)), at);
+    out.writeBigUInt64LE(BigInt(Math.floor(s.freeBytes / blockBytes)), at + 8);
+    out.writeBigUInt64LE(BigInt(Math.floor(s.availableBytes / blockBytes)), at + 16);
+    out.writeBigUInt64LE(BigInt(s.files + filesFree), at + 24);
+    out.writeBigUInt64LE(BigInt(filesFree), at + 32);
+    out.writeUInt32LE(blockBytes, at + 40); // bsize
+    out.writeUInt32LE(255, at + 44); // namelen
+    out.writeUInt32LE(blockBytes, at + 48); // frsize
+    this.send(slot, unique, 0, STATFS_OUT_SIZE_BYTES);
+  }
+
+  private async readdir(slot: Slot, unique: bigint, req: Buffer, body: number, ino: number): Promise<void> {
+    let dir = this.dirs.get(Number(req.readBigUInt64LE(body)));
+    if (!dir) dir = { ino, pageStart: 2, entries: [], nextCursor: 0n }; // no opendir handle: one-off listing
+    let position = Number(req.readBigUInt64LE(body + 8));
+    const sizeBytes = Math.min(req.readUInt32LE(body + 16), SLOT_SIZE_BYTES - OUT_HEADER_SIZE_BYTES);
+    const out = slot.reply;
+    const end = OUT_HEADER_SIZE_BYTES + sizeBytes;
+    let at = OUT_HEADER_SIZE_BYTES;
+    while (position < 2) {
+      const name = position === 0 ? '.' : '..';
+      const size = direntSizeBytes(name.length);
+      if (at + size > end) return this.send(slot, unique, 0, at - OUT_HEADER_SIZE_BYTES);
+      this.putDirent(out, at, dir.ino, position + 1, DT_DIR, name, size);
+      at += size;
+      position++;
+    }
+    if (position < dir.pageStart) {
+      // seekdir backwards past the page we hold: list again from the start (positions are stream indexes)
+      dir.pageStart = 2;
+      dir.entries = [];
+      dir.nextCursor = 0n;
+    }
+    // One reply comes from one page, so the kernel backing up inside a reply stays inside the page we hold.
+    while (position >= dir.pageStart + dir.entries.length && dir.nextCursor !== null) {
+      const page = await this.fs.readdir(dir.ino, dir.nextCursor, READDIR_PAGE_ENTRIES);
+      dir.pageStart += dir.entries.length;
+      dir.entries = page.entries;
+      dir.nextCursor = page.cursor;
+    }
+    for (let i = position - dir.pageStart; i < dir.entries.length && i >= 0; i++) {
+      const entry = dir.entries[i];
+      if (!entry) break;
+      const nameBytes = Buffer.byteLength(entry.name);
+      const size = direntSizeBytes(nameBytes);
+      if (at + size > end) break;
+      this.putDirent(out, at, entry.ino, dir.pageStart + i + 1, direntType(entry.kind), entry.name, size);
+      at += size;
+    }
+    this.send(slot, unique, 0, at - OUT_HEADER_SIZE_BYTES);
+  }
+
+  private putDirent(out: Buffer, at: number, ino: number, nextPosition: number, type: number, name: string, size: number): void {
+    out.fill(0, at, at + size);
+    out.writeBigUInt64LE(BigInt(ino), at);
+    out.writeBigUInt64LE(BigInt(nextPosition), at + 8);
+    const nameBytes = out.write(name, at + DIRENT_HEADER_SIZE_BYTES, 'utf8');
+    out.writeUInt32LE(nameBytes, at + 16);
+    out.writeUInt32LE(type, at + 20);
+  }
+
+  private async xattrOp(slot: Slot, unique: bigint, opcode: number, ino: number, lengthBytes: number): Promise<void> {
+    const x = this.xattr;
+    if (!x) throw new ErrnoReply(E.EOPNOTSUPP);
+    const req = slot.request;
+    const body = IN_HEADER_SIZE_BYTES;
+    switch (opcode) {
+      case Opcode.getxattr: {
+        const name = readName(req, body + 8, lengthBytes).name;
+        return this.replySized(slot, unique, req.readUInt32LE(body), await x.getxattr(ino, name));
+      }
+      case Opcode.listxattr: {
+        const names = await x.listxattr(ino);
+        let totalBytes = 0;
+        for (const n of names) totalBytes += Buffer.byteLength(n) + 1;
+        const list = Buffer.allocUnsafe(totalBytes);
+        let at = 0;
+        for (const n of names) {
+          at += list.write(n, at, 'utf8');
+          list[at++] = 0;
+        }
+        return this.replySized(slot, unique, req.readUInt32LE(body), list);
+      }
+      case Opcode.setxattr: {
+        this.refuseIfReadonly();
+        // fuse_setxattr_in is 8 bytes (size, flags) unless FUSE_SETXATTR_EXT is negotiated, which it is not.
+        const valueBytes = req.readUInt32LE(body);
+        const flags = req.readUInt32LE(body + 4);
+        const name = readName(req, body + 8, lengthBytes);
+        const value = Buffer.from(req.subarray(name.next, name.next + valueBytes));
+        const xflags: SetXattrFlags = {};
+        if (flags & XATTR_CREATE) xflags.create = true;
+        if (flags & XATTR_REPLACE) xflags.replace = true;
+        await x.setxattr(ino, name.name, value, xflags);
+        return this.send(slot, unique, 0, 0);
+      }
+      default: {
+        this.refuseIfReadonly();
+        await x.removexattr(ino, readName(req, body, lengthBytes).name);
+        return this.send(slot, unique, 0, 0);
+      }
+    }
+  }
+
+  /** getxattr/listxattr: size 0 asks for the length; a smaller buffer than the value is ERANGE. */
+  private replySized(slot: Slot, unique: bigint, sizeBytes: number, value: Buffer): void {
+    const at = OUT_HEADER_SIZE_BYTES;
+    if (sizeBytes === 0) {
+      slot.reply.writeUInt32LE(value.length, at);
+      slot.reply.writeUInt32LE(0, at + 4);
+      return this.send(slot, unique, 0, 8);
+    }
+    if (value.length > sizeBytes || value.length > SLOT_SIZE_BYTES - at) throw new ErrnoReply(E.ERANGE);
+    value.copy(slot.reply, at);
+    this.send(slot, unique, 0, value.length);
+  }
+}
+
+/** Runs a tool; resolves on exit 0, rejects with its stderr otherwise. stdio[3] may carry an fd. */
+function runTool(command: string, args: string[], passFd?: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'ignore', 'pipe'];
+    if (passFd !== undefined) stdio.push(passFd);
+    const child = spawn(command, args, { stdio });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (stderr.length < TOOL_OUTPUT_MAX_BYTES) stderr += chunk.toString('utf8');
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${command} ${args.join(' ')}: exit ${code}: ${stderr.trim()}`));
+    });
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CairnError('EIO', `${what}: no answer in ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function openDevice(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    nodeFs.open(FUSE_DEVICE_PATH, 'r+', (err, fd) => (err ? reject(err) : resolve(fd)));
+  });
+}
+
+function closeDevice(fd: number): Promise<void> {
+  return new Promise((resolve) => nodeFs.close(fd, () => resolve()));
+}
+
+/** Whether FUSE mounts can be made here: /dev/fuse opens and we may call mount(2) (root). */
+export function fuseAvailable(): { ok: true } | { ok: false; reason: string } {
+  if (process.platform !== 'linux') return { ok: false, reason: 'FUSE mounts need Linux' };
+  if (!nodeFs.existsSync(FUSE_DEVICE_PATH)) return { ok: false, reason: `${FUSE_DEVICE_PATH} does not exist` };
+  if (process.getuid?.() !== 0) return { ok: false, reason: 'mounting /dev/fuse directly needs root (CAP_SYS_ADMIN)' };
+  try {
+    nodeFs.closeSync(nodeFs.openSync(FUSE_DEVICE_PATH, 'r+'));
+  } catch (e) {
+    return { ok: false, reason: `cannot open ${FUSE_DEVICE_PATH}: ${(e as Error).message}` };
+  }
+  return { ok: true };
+}
+
+/**
+ * Mounts `fs` at `mountpoint` (an existing directory). The mount point is owned by this process: the
+ * process must not touch the mount with synchronous fs calls (it would wait on itself). Resolves once
+ * the kernel finished INIT, so the mount is usable.
+ */
+export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opts: MountOptions = {}): Promise<FuseMount> {
+  const available = fuseAvailable();
+  if (!available.ok) throw new CairnError('ENOTSUP', available.reason);
+  const st = await nodeFs.promises.stat(mountpoint);
+  if (!st.isDirectory()) throw new CairnError('ENOTDIR', `mount point ${mountpoint} is not a directory`);
+  const fd = await openDevice();
+  const session = new FuseSession(fd, fs, opts);
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const options = [
+    'fd=3', // the child's fd 3 is our /dev/fuse: mount(2) binds the open file, which we share
+    'rootmode=40000',
+    `user_id=${uid}`,
+    `group_id=${gid}`,
+    'default_permissions',
+    `max_read=${MAX_WRITE_BYTES}`,
+    'nosuid',
+    'nodev',
+  ];
+  if (opts.allowOther ?? true) options.push('allow_other');
+  if (opts.readonly) options.push('ro');
+  try {
+    // -i: do not run /sbin/mount.fuse, which would try to start a libfuse program.
+    await runTool('mount', ['-i', '-t', 'fuse.cairn', '-o', options.join(','), opts.name ?? 'cairn', mountpoint], fd);
+  } catch (e) {
+    await closeDevice(fd);
+    throw new CairnError('EIO', `mount ${mountpoint} failed: ${(e as Error).message}`);
+  }
+  const connectionId = await fuseConnectionId(mountpoint).catch(() => null);
+  session.start();
+  try {
+    await withTimeout(session.initialized, INIT_TIMEOUT_MS, `FUSE INIT on ${mountpoint}`);
+  } catch (e) {
+    await lazyUnmount(mountpoint).catch(() => undefined);
+    await withTimeout(session.waitDrained(), DRAIN_TIMEOUT_MS, 'FUSE drain').catch(() => undefined);
+    await closeDevice(fd);
+    throw e;
+  }
+  let unmounting: Promise<void> | null = null;
+  let closed = false;
+  const closeOnce = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await closeDevice(fd);
+  };
+  return {
+    mountpoint,
+    async abort(): Promise<void> {
+      await lazyUnmount(mountpoint).catch(() => undefined);
+      if (connectionId !== null) await abortConnection(connectionId).catch(() => undefined);
+      await withTimeout(session.waitDrained(), DRAIN_TIMEOUT_MS, 'FUSE drain').catch(() => undefined);
+      await closeOnce();
+    },
+    unmount(): Promise<void> {
+      unmounting ??= (async () => {
+        if (!session.isEnded) {
+          try {
+            await runTool('fusermount', ['-u', mountpoint]);
+          } catch (e) {
+            try {
+              await runTool('umount', [mountpoint]);
+            } catch {
+              unmounting = null;
+              throw new CairnError('EBUSY', `unmount ${mountpoint} failed: ${(e as Error).message}`);
+            }
+          }
+        }
+        await withTimeout(session.waitDrained(), DRAIN_TIMEOUT_MS, `FUSE drain of ${mountpoint}`);
+        await closeOnce();
+      })();
+      return unmounting;
+    },
+  };
+}
+
+const FUSECTL_PATH = '/sys/fs/fuse/connections';
+
+/** The fusectl id of the FUSE connection mounted at `mountpoint`: the minor of its st_dev, from mountinfo. */
+async function fuseConnectionId(mountpoint: string): Promise<number | null> {
+  const real = await nodeFs.promises.realpath(mountpoint).catch(() => mountpoint);
+  const info = await nodeFs.promises.readFile('/proc/self/mountinfo', 'utf8');
+  let id: number | null = null;
+  for (const line of info.split('\n')) {
+    const fields = line.split(' ');
+    if (fields[4] !== real) continue;
+    const dash = fields.indexOf('-');
+    if (!fields[dash + 1]?.startsWith('fuse')) continue;
+    const minor = Number(fields[2]?.split(':')[1]);
+    if (Number.isInteger(minor)) id = minor; // the last one is the top of a stack of mounts
+  }
+  return id;
+}
+
+async function abortConnection(connectionId: number): Promise<void> {
+  if (!nodeFs.existsSync(`${FUSECTL_PATH}/${connectionId}`)) {
+    await runTool('mount', ['-t', 'fusectl', 'none', FUSECTL_PATH]).catch(() => undefined);
+  }
+  await nodeFs.promises.writeFile(`${FUSECTL_PATH}/${connectionId}/abort`, '1');
+}
+
+async function lazyUnmount(path: string): Promise<void> {
+  try {
+    await runTool('fusermount', ['-uz', path]);
+  } catch {
+    await runTool('umount', ['-l', path]);
+  }
+}
+
+/**
+ * Lazily unmounts a dead FUSE mount at `path` (its daemon died: stat fails with ENOTCONN, "Transport
+ * endpoint is not connected"). Returns whether it unmounted something; a live mount or a plain
+ * directory is left alone.
+ */
+export async function cleanupStaleMount(path: string): Promise<boolean> {
+  try {
+    await nodeFs.promises.stat(path);
+    return false;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') return false;
+  }
+  await lazyUnmount(path);
+  return true;
+}
