@@ -128,6 +128,12 @@ describe(`NBD exports and FUSE mounts served by cairnd (seed ${SEED})`, () => {
       const before = (await box.ok(['vol', 'read', 'tank/vm1', '0', String(MIB)])).stdoutBytes;
       assert.ok(before.equals(seededBytes(SEED, MIB)), 'the refused writes changed nothing');
 
+      // A Unix socket (given relative to the CLI's directory) is a second listener beside the TCP one.
+      await box.ok(['nbd', 'export', 'tank/vm1@s1', '--listen', './nbd.sock', '--name', 'snap']);
+      const size = await okTool('nbdinfo', ['--size', `nbd+unix:///snap?socket=${box.path('nbd.sock')}`]);
+      assert.equal(size.toString().trim(), String(64 * MIB));
+      await box.ok(['nbd', 'unexport', 'snap']);
+
       const refused = await box.run(['nbd', 'export', 'tank', '--listen', `127.0.0.1:${port}`]);
       assert.equal(refused.code, 1);
       assert.ok(isOneLineError(refused.stderr), refused.stderr);
@@ -157,6 +163,29 @@ describe(`NBD exports and FUSE mounts served by cairnd (seed ${SEED})`, () => {
       const history = (await box.ok(['pool', 'history', 'tank'])).stdout;
       assert.match(history, new RegExp(`cairn nbd export tank/vm1 --listen 127\\.0\\.0\\.1:${port} --name vm1\\n`));
       assert.match(history, /cairn nbd unexport vm1\n/);
+    });
+  });
+
+  describe('cp -r', () => {
+    it('copies a local tree into a dataset and back: files, modes, symlinks and empty directories', async () => {
+      const tree = box.path('tree');
+      const blob = seededBytes(SEED + 3, 200_000);
+      await okTool('sh', ['-c', `mkdir -p ${tree}/sub/deeper ${tree}/empty && printf 'hello\n' > ${tree}/a.txt && chmod 600 ${tree}/a.txt && ln -s a.txt ${tree}/link`]);
+      await writeFile(`${tree}/sub/deeper/b.bin`, blob);
+      await box.ok(['create', 'tank/tree']);
+      await box.ok(['cp', '-r', tree, 'tank/tree:/']);
+      assert.equal((await box.ok(['ls', 'tank/tree:/tree'])).stdout, 'a.txt\nempty\nlink\nsub\n');
+      assert.ok((await box.ok(['cat', 'tank/tree:/tree/sub/deeper/b.bin'])).stdoutBytes.equals(blob));
+      const out = box.path('tree-back');
+      await box.ok(['cp', '-r', 'tank/tree:/tree', out]);
+      assert.equal(await readFile(`${out}/a.txt`, 'utf8'), 'hello\n');
+      assert.equal((await stat(`${out}/a.txt`)).mode & 0o777, 0o600, 'the mode came through both ways');
+      assert.ok((await readFile(`${out}/sub/deeper/b.bin`)).equals(blob));
+      assert.equal((await okTool('readlink', [`${out}/link`])).toString(), 'a.txt\n');
+      assert.ok((await stat(`${out}/empty`)).isDirectory());
+      await box.ok(['cp', '-R', 'tank/tree:/tree', out]);
+      assert.ok((await readFile(`${out}/tree/sub/deeper/b.bin`)).equals(blob), 'into an existing directory: DIR/basename');
+      await box.ok(['destroy', 'tank/tree']);
     });
   });
 
@@ -231,6 +260,21 @@ describe(`NBD exports and FUSE mounts served by cairnd (seed ${SEED})`, () => {
       assert.equal((await okTool('cat', [`${moved}/a/b/note`])).toString(), 'second\n');
       await box.ok(['unmount', '-a']);
       assert.equal(mountedPaths().filter((path) => path.startsWith(box.dir)).length, 0);
+    });
+
+    it('rename keeps the mount; rollback remounts it with the contents of the snapshot', async () => {
+      const mnt = box.path('mnt');
+      await box.ok(['mount', 'tank/fs', mnt]);
+      await box.ok(['rename', 'tank/fs', 'tank/fs2']);
+      assert.equal((await box.ok(['mount'])).stdout, `tank/fs2  ${mnt}\n`);
+      assert.equal((await okTool('cat', [`${mnt}/a/b/note`])).toString(), 'second\n', 'the mount still serves the renamed dataset');
+      await okTool('sh', ['-c', `echo third > ${mnt}/a/b/note && sync ${mnt}/a/b/note`]);
+      assert.equal((await box.ok(['cat', 'tank/fs2:/a/b/note'])).stdout, 'third\n');
+      await box.ok(['rollback', 'tank/fs2@s1']);
+      assert.ok(mountedPaths().includes(mnt), 'still mounted after the rollback');
+      assert.equal((await okTool('cat', [`${mnt}/a/b/note`])).toString(), 'first\n', 'the mount shows the rolled-back file system');
+      await box.ok(['rename', 'tank/fs2', 'tank/fs']);
+      await box.ok(['unmount', 'tank/fs']);
     });
 
     it('kill -9 with a mount: fsync-ed data survives, and the next daemon start cleans up the dead mount', async () => {
