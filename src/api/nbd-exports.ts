@@ -27,7 +27,7 @@ export function parseListen(text: string): { options: NbdListenOptions; key: str
 }
 
 /** A volume as a BlockExport, counting its running requests so an ending export can wait for them. */
-class VolumeExport implements BlockExport {
+export class VolumeExport implements BlockExport {
   readonly blockSizeBytes: number;
   readonly readonly: boolean;
   private ended = false;
