@@ -6,9 +6,11 @@
  *              then pool sync), cold read back, scrub — on a single device, a mirror and a raidz2
  *   rss        peak RSS of a separate process writing BENCH_RSS_MB with a 256 MiB cache
  *   zfs-fuse   the shared peer workload (../shared/peers/zfs-fuse.sh) when zfs-fuse can be installed
+ *   datasets   snapshot / clone / rollback / destroy and small-file creates, against zfs-fuse (datasets.ts)
  *
  * Environment: BENCH_MB (default 2048), BENCH_RSS_MB (default 4096), BENCH_DIR (default a dir under
- * /var/tmp), BENCH_PEERS=0 to skip zfs-fuse. Results go to stdout as a Markdown table.
+ * /var/tmp), BENCH_PEERS=0 to skip zfs-fuse, BENCH_DS_FILES and BENCH_DS_MB size the dataset part.
+ * Results go to stdout as Markdown tables.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +20,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createPool, importPool } from '../src/pool/index.js';
 import type { PoolHandle } from '../src/pool/index.js';
+import { datasetOptionsFromEnv, runDatasetBench } from './datasets.js';
 
 const MiB = 1024 * 1024;
 const totalMb = Number(process.env['BENCH_MB'] ?? 2048);
@@ -182,6 +185,7 @@ async function main(): Promise<void> {
     console.log(`zfs-fuse (single device, fs-workload ${Math.min(totalMb, 1024)} MiB): write ${pw} MB/s, cold read ${pr} MB/s`);
     console.log(`cairn library single / zfs-fuse: write ${((single['writeMBps'] ?? 0) / pw).toFixed(2)}, read ${((single['readMBps'] ?? 0) / pr).toFixed(2)}`);
   }
+  await runDatasetBench(datasetOptionsFromEnv(benchDir));
   await rm(benchDir, { recursive: true, force: true });
 }
 
