@@ -7,6 +7,11 @@
  * remembers what it imported in pools.json (OpenZFS's cachefile) so a restart, clean or after kill -9,
  * re-imports the same pools from the same devices.
  *
+ * The daemon also serves datasets through the operating system: FUSE mounts of filesystems (mounts.ts,
+ * recorded in mounts.json so a crashed daemon's dead mounts are cleaned at the next start) and NBD
+ * exports of volumes (nbd-exports.ts, one NBD server per listen address). Both end before their dataset
+ * is destroyed or their pool exported, and on daemon stop.
+ *
  * This entry exports only the client side, so the CLI starts without loading the pool engine; the
  * daemon's own entry is daemon-main.ts.
  */
@@ -17,6 +22,8 @@ export type {
   DaemonInfo,
   DatasetRow,
   DatasetSelection,
+  MountRow,
+  NbdExportRow,
   PoolIostat,
   Verb,
   VerbArgs,

@@ -640,9 +640,10 @@ export class DaemonServer {
       'dataset.inherit': async (args) => {
         for (const name of args.names) {
           const flags = args.recursive === true ? '-r ' : '';
-          await this.datasetCommand(name, args.command, `cairn inherit ${flags}${args.property} ${name}`, (datasets) =>
-            datasets.inheritProperty(name, args.property, { recursive: args.recursive === true }),
-          );
+          await this.datasetCommand(name, args.command, `cairn inherit ${flags}${args.property} ${name}`, async (datasets, entry) => {
+            await datasets.inheritProperty(name, args.property, { recursive: args.recursive === true });
+            if (args.property === 'mountpoint') await this.moveMounts(entry, name);
+          });
         }
         return null;
       },

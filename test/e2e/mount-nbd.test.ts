@@ -274,7 +274,17 @@ describe(`NBD exports and FUSE mounts served by cairnd (seed ${SEED})`, () => {
       assert.ok(mountedPaths().includes(mnt), 'still mounted after the rollback');
       assert.equal((await okTool('cat', [`${mnt}/a/b/note`])).toString(), 'first\n', 'the mount shows the rolled-back file system');
       await box.ok(['rename', 'tank/fs2', 'tank/fs']);
-      await box.ok(['unmount', 'tank/fs']);
+
+      // zfs destroy unmounts first; zpool export unmounts everything of the pool.
+      const scratch = box.path('scratch');
+      await box.ok(['create', 'tank/scratch']);
+      await box.ok(['mount', 'tank/scratch', scratch]);
+      await box.ok(['destroy', 'tank/scratch']);
+      assert.ok(!mountedPaths().includes(scratch), 'destroy unmounted the dataset');
+      await box.ok(['pool', 'export', 'tank']);
+      assert.ok(!mountedPaths().includes(mnt), 'pool export unmounted its datasets');
+      assert.equal((await box.ok(['mount'])).stdout, '');
+      await box.ok(['pool', 'import', '-d', box.dir, 'tank']);
     });
 
     it('kill -9 with a mount: fsync-ed data survives, and the next daemon start cleans up the dead mount', async () => {
