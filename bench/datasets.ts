@@ -33,7 +33,7 @@ import type { FileSystemApi } from '../src/fs/types.js';
 
 const MiB = 1024 * 1024;
 const SMALL_FILE_BYTES = 4096;
-const REPEATS = 5;
+const REPEATS = 7;
 /** zfs-fuse.sh makes 4 GiB devices: the big dataset and the destroy test must both fit, with room. */
 const PEER_DS_MB_MAX = 1024;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -88,28 +88,49 @@ async function writeBigFile(fs: FileSystemApi, name: string, sizeMb: number): Pr
   }
 }
 
-/** Snapshot, clone and rollback on one dataset, each REPEATS times after a sync. */
-async function latencies(pool: PoolHandle, dataset: string, data: Buffer): Promise<Figures> {
-  const snapshotMs: number[] = [];
-  const cloneMs: number[] = [];
-  const rollbackMs: number[] = [];
+/** Device operations (reads + writes) and milliseconds of one call. */
+async function measured(pool: PoolHandle, fn: () => Promise<unknown>): Promise<{ ms: number; ops: number }> {
+  const before = pool.iostat();
+  const ms = await timedMs(fn);
+  const after = pool.iostat();
+  return { ms, ops: after.readOps + after.writeOps - before.readOps - before.writeOps };
+}
+
+/**
+ * Snapshot, clone and rollback, REPEATS times each after a sync, alternating the datasets so that
+ * warm-up and the machine's noise fall on both alike. Figures: `${key}${Op}Ms` and `${key}${Op}Ops`.
+ */
+async function latencies(pool: PoolHandle, datasets: Array<[key: string, name: string]>, data: Buffer): Promise<Figures> {
+  const samples = new Map<string, number[]>();
+  const record = (figure: string, m: { ms: number; ops: number }): void => {
+    samples.set(`${figure}Ms`, [...(samples.get(`${figure}Ms`) ?? []), m.ms]);
+    samples.set(`${figure}Ops`, [...(samples.get(`${figure}Ops`) ?? []), m.ops]);
+  };
+  const last = (name: string): string => `${name}@s${REPEATS - 1}`;
   for (let r = 0; r < REPEATS; r++) {
-    await pool.sync();
-    snapshotMs.push(await timedMs(() => pool.datasets.snapshot(`${dataset}@s${r}`)));
-  }
-  const last = `${dataset}@s${REPEATS - 1}`;
-  for (let r = 0; r < REPEATS; r++) {
-    await pool.sync();
-    cloneMs.push(await timedMs(() => pool.datasets.clone(last, `${dataset}-clone${r}`)));
+    for (const [key, name] of datasets) {
+      await pool.sync();
+      record(`${key}Snapshot`, await measured(pool, () => pool.datasets.snapshot(`${name}@s${r}`)));
+    }
   }
   for (let r = 0; r < REPEATS; r++) {
-    // A fixed change since the snapshot: rollback frees what was written since, not the dataset.
-    const fs = await pool.datasets.open(dataset); // a rollback ends the handles opened before it
-    await createSmallFiles(fs, fs.rootIno, 1, `since${r}-`, data);
-    await pool.sync();
-    rollbackMs.push(await timedMs(() => pool.datasets.rollback(last)));
+    for (const [key, name] of datasets) {
+      await pool.sync();
+      record(`${key}Clone`, await measured(pool, () => pool.datasets.clone(last(name), `${name}-clone${r}`)));
+    }
   }
-  return { snapshotMs: median(snapshotMs), cloneMs: median(cloneMs), rollbackMs: median(rollbackMs) };
+  for (let r = 0; r < REPEATS; r++) {
+    for (const [key, name] of datasets) {
+      // A fixed change since the snapshot: rollback frees what was written since, not the dataset.
+      const fs = await pool.datasets.open(name); // a rollback ends the handles opened before it
+      await createSmallFiles(fs, fs.rootIno, 1, `since${r}-`, data);
+      await pool.sync();
+      record(`${key}Rollback`, await measured(pool, () => pool.datasets.rollback(last(name))));
+    }
+  }
+  const figures: Figures = {};
+  for (const [figure, values] of samples) figures[figure] = median(values);
+  return figures;
 }
 
 export async function cairnDatasets(options: DatasetBenchOptions): Promise<Figures> {
@@ -130,8 +151,7 @@ export async function cairnDatasets(options: DatasetBenchOptions): Promise<Figur
     });
     await writeBigFile(big, 'big', options.bigMb);
     await pool.sync();
-    const s = await latencies(pool, 'benchds/small', data);
-    const b = await latencies(pool, 'benchds/big', data);
+    const latency = await latencies(pool, [['small', 'benchds/small'], ['big', 'benchds/big']], data);
 
     await pool.datasets.create('benchds/uniq');
     const uniq = await pool.datasets.open('benchds/uniq');
@@ -149,8 +169,7 @@ export async function cairnDatasets(options: DatasetBenchOptions): Promise<Figur
     const freedBytes = allocatedBefore - pool.status().space.allocatedBytes;
     return {
       createPerS: options.filesCount / (createMs / 1000),
-      smallSnapshotMs: s['snapshotMs'] ?? 0, smallCloneMs: s['cloneMs'] ?? 0, smallRollbackMs: s['rollbackMs'] ?? 0,
-      bigSnapshotMs: b['snapshotMs'] ?? 0, bigCloneMs: b['cloneMs'] ?? 0, bigRollbackMs: b['rollbackMs'] ?? 0,
+      ...latency,
       destroyMs, destroyReportedBytes: reclaimBytes, destroyFreedBytes: freedBytes,
     };
   } finally {
@@ -184,27 +203,25 @@ big_file() { # PATH: mb MiB from a 64 MiB random seed, as fs-workload.sh writes
   for i in $(seq $(( (mb + 63) / 64 ))); do cat "$mnt/seed"; done | dd of="$1" bs=1M count=$mb iflag=fullblock conv=fsync status=none
   rm -f "$mnt/seed"
 }
-latencies() { # DATASET SIZE-LABEL
-  local ds=$1 k=$2 r t0 t1 m
-  for r in $(seq 0 $((repeats - 1))); do
-    sync; t0=$(now); zfs snapshot "$ds@s$r"; t1=$(now); printf '%s %sSnapshotMs %s\n' "$label" "$k" "$(ms $t0 $t1)"
-  done
-  for r in $(seq 0 $((repeats - 1))); do
-    sync; t0=$(now); zfs clone "$ds@s$((repeats - 1))" "$ds-clone$r"; t1=$(now); printf '%s %sCloneMs %s\n' "$label" "$k" "$(ms $t0 $t1)"
-  done
-  m=$(zfs get -H -o value mountpoint "$ds")
-  for r in $(seq 0 $((repeats - 1))); do
-    small_files "$m" 1 "since$r-"; sync
-    t0=$(now); zfs rollback "$ds@s$((repeats - 1))"; t1=$(now); printf '%s %sRollbackMs %s\n' "$label" "$k" "$(ms $t0 $t1)"
-  done
+latencies() { # alternating small and big, as the Cairn side does
+  local r k t0 t1
+  for r in $(seq 0 $((repeats - 1))); do for k in small big; do
+    sync; t0=$(now); zfs snapshot "$pool/$k@s$r"; t1=$(now); printf '%s %sSnapshotMs %s\n' "$label" "$k" "$(ms $t0 $t1)"
+  done; done
+  for r in $(seq 0 $((repeats - 1))); do for k in small big; do
+    sync; t0=$(now); zfs clone "$pool/$k@s$((repeats - 1))" "$pool/$k-clone$r"; t1=$(now); printf '%s %sCloneMs %s\n' "$label" "$k" "$(ms $t0 $t1)"
+  done; done
+  for r in $(seq 0 $((repeats - 1))); do for k in small big; do
+    small_files "$mnt/$k" 1 "since$r-"; sync
+    t0=$(now); zfs rollback "$pool/$k@s$((repeats - 1))"; t1=$(now); printf '%s %sRollbackMs %s\n' "$label" "$k" "$(ms $t0 $t1)"
+  done; done
 }
 zfs create "$pool/small"; zfs create "$pool/big"
 small_files "$mnt/small" 1 f; sync
 t0=$(now); small_files "$mnt/big" "$files" f; sync; t1=$(now)
 echo "$label createPerS $(echo "$files $t0 $t1" | awk '{ printf "%.1f", $1 / (($3 - $2) / 1e9) }')"
 big_file "$mnt/big/big"
-latencies "$pool/small" small
-latencies "$pool/big" big
+latencies
 # Space moves when a txg commits (up to txg_timeout later): poll, up to a minute, until it has.
 settled() { local i; for i in $(seq 60); do eval "$1" && return 0; sleep 1; done; echo "space did not settle: $1" >&2; }
 zfs create "$pool/uniq"; big_file "$mnt/uniq/big"; zfs snapshot "$pool/uniq@u"; rm "$mnt/uniq/big"; sync
@@ -274,6 +291,11 @@ export function datasetTable(options: DatasetBenchOptions, cairn: Figures, peer:
     const pb = peer?.[`big${key}Ms`];
     const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? '' : fmt(a / b, 2));
     rows.push(`| ${label} | ${fmt(cs, 1)} | ${fmt(cb, 1)} | ${ratio(cb, cs)} | ${fmt(ps, 1)} | ${fmt(pb, 1)} | ${ratio(pb, ps)} | ${ratio(cb, pb)} |`);
+  }
+  for (const [label, key] of [['snapshot device I/Os', 'Snapshot'], ['clone device I/Os', 'Clone'], ['rollback device I/Os', 'Rollback']] as const) {
+    const cs = cairn[`small${key}Ops`];
+    const cb = cairn[`big${key}Ops`];
+    rows.push(`| ${label} | ${fmt(cs, 0)} | ${fmt(cb, 0)} | ${cs !== undefined && cb !== undefined ? fmt(cb / cs, 2) : ''} | | | | |`);
   }
   rows.push('');
   rows.push(`| figure | Cairn | zfs-fuse | Cairn / zfs-fuse |`);
