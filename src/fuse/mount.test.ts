@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPool, importPool, type PoolHandle } from '../pool/index.js';
 import { Random } from '../testing/random.js';
-import { cleanupStaleMount, fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
+import { CairnError, ERROR_CODES, type ErrorCode } from '../util/errors.js';
+import { constants as osConstants } from 'node:os';
+import { cleanupStaleMount, errnoOf, fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
 
 const MiB = 1024 * 1024;
 const SEED = Number(process.env['CAIRN_FUSE_SEED'] ?? 20261125);
@@ -56,6 +58,22 @@ async function isMounted(path: string): Promise<boolean> {
   const mounts = await fsp.readFile('/proc/self/mounts', 'utf8');
   return mounts.split('\n').some((line) => line.split(' ')[1] === path);
 }
+
+describe('errnoOf', () => {
+  it('maps every registered CairnError code to a real errno, and anything else to EIO', () => {
+    const errno = osConstants.errno as Record<string, number>;
+    for (const code of Object.keys(ERROR_CODES) as ErrorCode[]) {
+      const name = ERROR_CODES[code].errno;
+      assert.ok(errno[name] !== undefined, `${code}: errno ${name} is not a Linux errno`);
+      assert.equal(errnoOf(new CairnError(code, 'x')), errno[name], code);
+    }
+    assert.equal(errnoOf(new CairnError('ENOENT', 'x')), 2);
+    assert.equal(errnoOf(new CairnError('ENOTEMPTY', 'x')), 39);
+    assert.equal(errnoOf(new CairnError('EROFS', 'x')), 30);
+    assert.equal(errnoOf(new Error('a bug')), 5);
+    assert.equal(errnoOf('not even an error'), 5);
+  });
+});
 
 const available = fuseAvailable();
 const skip = available.ok ? false : `FUSE unavailable: ${available.reason}`;
@@ -319,6 +337,10 @@ describe('FUSE mount of a pool', { skip }, () => {
       await assert.rejects(fsp.rename(join(roMnt, 'big.bin'), join(roMnt, 'x')), errCode('EROFS'));
       await assert.rejects(fsp.chmod(join(roMnt, 'big.bin'), 0o600), errCode('EROFS'));
       await assert.rejects(fsp.symlink('a', join(roMnt, 's')), errCode('EROFS'));
+      if (process.env['UV_THREADPOOL_SIZE'] === undefined) {
+        // two mounts hold two of the four libuv threads: a third would starve the pool's own I/O
+        await assert.rejects(mountFilesystem(pool!.fs, join(dir, 'ro'), {}), (e: unknown) => e instanceof CairnError && e.code === 'EBUSY');
+      }
     } finally {
       await safeUnmount(ro, roMnt);
     }
@@ -326,6 +348,19 @@ describe('FUSE mount of a pool', { skip }, () => {
   });
 
   it('after unmount, export and import the data is still there (and mounts again)', async () => {
+    // The file is held open by a child, not by this process: spawning while this process holds a file
+    // of its own mount open deadlocks (exec closes it, the close sends FLUSH, the answer needs the event
+    // loop that waits for the exec), see docs/fuse.md.
+    const holder = spawn('sh', ['-c', `exec 3< '${join(mnt, 'big.bin')}'; sleep 1`], { stdio: 'ignore' });
+    const holderExit = new Promise((r) => holder.once('exit', r));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await assert.rejects(mount!.unmount(), (e: unknown) => e instanceof CairnError && e.code === 'EBUSY');
+      assert.ok(await isMounted(mnt), 'a busy mount stays mounted and served');
+      assert.equal((await fsp.stat(join(mnt, 'big.bin'))).size, big.length);
+    } finally {
+      await holderExit;
+    }
     await mount!.unmount();
     mount = null;
     assert.ok(!(await isMounted(mnt)));

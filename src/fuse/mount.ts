@@ -78,6 +78,14 @@ const INIT_TIMEOUT_MS = 10_000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const TOOL_OUTPUT_MAX_BYTES = 4096;
 const HIDDEN_PREFIX = '.cairn-hidden-';
+/**
+ * Each mount keeps one libuv pool thread blocked in read(/dev/fuse). The pool's own file I/O needs the
+ * rest, so mounts are refused once fewer than LIBUV_THREADS_FREE_MIN threads would be left: a refused
+ * mount beats a process where every thread waits on a request that needs a thread to be answered.
+ */
+const LIBUV_THREADS_FREE_MIN = 2;
+const LIBUV_THREADS = Number(process.env['UV_THREADPOOL_SIZE']) || 4;
+let activeSessions = 0;
 
 const ERRNO = osConstants.errno as Readonly<Record<string, number>>;
 const E = {
@@ -830,9 +838,22 @@ export function fuseAvailable(): { ok: true } | { ok: false; reason: string } {
 export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opts: MountOptions = {}): Promise<FuseMount> {
   const available = fuseAvailable();
   if (!available.ok) throw new CairnError('ENOTSUP', available.reason);
+  if (activeSessions + 1 > LIBUV_THREADS - LIBUV_THREADS_FREE_MIN) {
+    throw new CairnError(
+      'EBUSY',
+      `${activeSessions} FUSE mounts already hold ${activeSessions} of UV_THREADPOOL_SIZE=${LIBUV_THREADS} libuv threads; start the process with a larger UV_THREADPOOL_SIZE`,
+    );
+  }
   const st = await nodeFs.promises.stat(mountpoint);
   if (!st.isDirectory()) throw new CairnError('ENOTDIR', `mount point ${mountpoint} is not a directory`);
-  const fd = await openDevice();
+  activeSessions++;
+  let fd: number;
+  try {
+    fd = await openDevice();
+  } catch (e) {
+    activeSessions--;
+    throw e;
+  }
   const session = new FuseSession(fd, fs, opts);
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
@@ -852,6 +873,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
     // -i: do not run /sbin/mount.fuse, which would try to start a libfuse program.
     await runTool('mount', ['-i', '-t', 'fuse.cairn', '-o', options.join(','), opts.name ?? 'cairn', mountpoint], fd);
   } catch (e) {
+    activeSessions--;
     await closeDevice(fd);
     throw new CairnError('EIO', `mount ${mountpoint} failed: ${(e as Error).message}`);
   }
@@ -862,6 +884,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   } catch (e) {
     await lazyUnmount(mountpoint).catch(() => undefined);
     await withTimeout(session.waitDrained(), DRAIN_TIMEOUT_MS, 'FUSE drain').catch(() => undefined);
+    activeSessions--;
     await closeDevice(fd);
     throw e;
   }
@@ -870,6 +893,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   const closeOnce = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    activeSessions--;
     await closeDevice(fd);
   };
   return {
