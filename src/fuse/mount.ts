@@ -1,13 +1,16 @@
 /**
  * Serves a FileSystemApi as a Linux FUSE mount by speaking the kernel protocol on /dev/fuse directly
- * (why not a libfuse binding: docs/fuse.md). One FuseSession per mount: it reads requests one at a time
- * from the device on the libuv pool, dispatches each to an async handler and answers with one write(2).
+ * (why not a libfuse binding: docs/fuse.md). One FuseSession per mount: a reader thread (a Worker) reads
+ * requests from the device into shared slots, the JavaScript thread dispatches each to an async handler
+ * and answers with one write(2).
  * At most REQUESTS_IN_FLIGHT_MAX requests run at once, each in a slot with a fixed request and reply
  * buffer, so memory is bounded whatever the clients do.
  */
 import * as nodeFs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { spawn } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import { assert } from '../util/assert.js';
 import type { DirEntry, FileSystemApi, SetAttr, Stat } from '../fs/types.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import {
@@ -78,14 +81,6 @@ const INIT_TIMEOUT_MS = 10_000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const TOOL_OUTPUT_MAX_BYTES = 4096;
 const HIDDEN_PREFIX = '.cairn-hidden-';
-/**
- * Each mount keeps one libuv pool thread blocked in read(/dev/fuse). The pool's own file I/O needs the
- * rest, so mounts are refused once fewer than LIBUV_THREADS_FREE_MIN threads would be left: a refused
- * mount beats a process where every thread waits on a request that needs a thread to be answered.
- */
-const LIBUV_THREADS_FREE_MIN = 2;
-const LIBUV_THREADS = Number(process.env['UV_THREADPOOL_SIZE']) || 4;
-let activeSessions = 0;
 
 const ERRNO = osConstants.errno as Readonly<Record<string, number>>;
 const E = {
@@ -127,6 +122,64 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IPERM = 0o7777;
 
+type ReaderMessage = { kind: 'request'; slot: number; lengthBytes: number } | { kind: 'end'; error: string | null };
+
+interface ReaderWorkerData {
+  fd: number;
+  slots: SharedArrayBuffer[];
+  control: SharedArrayBuffer;
+  answerFlush: boolean;
+}
+
+/**
+ * The reader thread: blocks in read(2) on /dev/fuse so neither the JavaScript thread nor the libuv pool
+ * does. It answers FLUSH itself (nothing to do unless syncOnClose) and drops FORGET, BATCH_FORGET and
+ * INTERRUPT, so a close that happens while the JavaScript thread is blocked (exec closing a close-on-exec
+ * fd during spawn) cannot deadlock. Plain JavaScript, evaluated, so it needs no loader.
+ */
+const READER_WORKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const { fd, slots, control: controlBuffer, answerFlush } = workerData;
+const control = new Int32Array(controlBuffer);
+const buffers = slots.map((sab) => Buffer.from(sab));
+const count = buffers.length;
+const reply = Buffer.alloc(16);
+function takeSlot() {
+  for (;;) {
+    const generation = Atomics.load(control, count);
+    for (let i = 0; i < count; i++) if (Atomics.compareExchange(control, i, 0, 1) === 0) return i;
+    Atomics.wait(control, count, generation);
+  }
+}
+for (;;) {
+  const i = takeSlot();
+  let length;
+  try {
+    length = fs.readSync(fd, buffers[i], 0, buffers[i].length, null);
+  } catch (e) {
+    Atomics.store(control, i, 0);
+    if (e.code === 'ENOENT' || e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+    parentPort.postMessage({ kind: 'end', error: e.code === 'ENODEV' ? null : String(e.message) });
+    break;
+  }
+  const opcode = buffers[i].readUInt32LE(4);
+  if (opcode === ${Opcode.forget} || opcode === ${Opcode.batchForget} || opcode === ${Opcode.interrupt}) {
+    Atomics.store(control, i, 0);
+    continue;
+  }
+  if (opcode === ${Opcode.flush} && answerFlush) {
+    reply.writeUInt32LE(16, 0);
+    reply.writeInt32LE(0, 4);
+    buffers[i].copy(reply, 8, 8, 16);
+    Atomics.store(control, i, 0);
+    try { fs.writeSync(fd, reply, 0, 16); } catch {}
+    continue;
+  }
+  parentPort.postMessage({ kind: 'request', slot: i, lengthBytes: length });
+}
+`;
+
 /** A reply that is just an errno, raised inside handlers. */
 class ErrnoReply extends Error {
   constructor(readonly errnoNumber: number) {
@@ -164,7 +217,8 @@ function xattrCallsOf(fs: FileSystemApi): XattrCalls | null {
 
 interface Slot {
   request: Buffer;
-  reply: Buffer;
+  /** Allocated at first use, so a quiet mount holds only the request buffers. */
+  reply: Buffer | null;
 }
 
 interface FileHandle {
@@ -189,9 +243,10 @@ function direntType(kind: DirEntry['kind']): number {
 }
 
 class FuseSession {
+  /** Request buffers shared with the reader thread; replies are built on this thread. */
   private readonly slots: Slot[] = [];
-  private readonly freeSlots: Slot[] = [];
-  private reading = false;
+  /** control[i] = 1 while slot i holds a request; control[REQUESTS_IN_FLIGHT_MAX] counts releases. */
+  private readonly control = new Int32Array(new SharedArrayBuffer(4 * (REQUESTS_IN_FLIGHT_MAX + 1)));
   private ended = false;
   private inFlight = 0;
   private readonly drained: Promise<void>;
@@ -215,6 +270,7 @@ class FuseSession {
     private readonly opts: MountOptions,
   ) {
     this.xattr = xattrCallsOf(fs);
+    for (let i = 0; i < REQUESTS_IN_FLIGHT_MAX; i++) this.slots.push({ request: Buffer.from(new SharedArrayBuffer(SLOT_SIZE_BYTES)), reply: null });
     this.drained = new Promise((resolve) => (this.resolveDrained = resolve));
     this.initialized = new Promise((resolve, reject) => {
       this.resolveInitialized = resolve;
@@ -233,51 +289,44 @@ class FuseSession {
   }
 
   start(): void {
-    this.pump();
+    const workerData: ReaderWorkerData = {
+      fd: this.fd,
+      slots: this.slots.map((slot) => slot.request.buffer as SharedArrayBuffer),
+      control: this.control.buffer as SharedArrayBuffer,
+      answerFlush: !this.opts.syncOnClose,
+    };
+    const worker = new Worker(READER_WORKER_SOURCE, { eval: true, workerData, execArgv: [] });
+    worker.on('message', (message: ReaderMessage) => this.onReaderMessage(message));
+    worker.on('error', (e) => this.end(e));
+    worker.on('exit', () => this.end(null));
   }
 
   // ---- request loop ----
 
-  private takeSlot(): Slot | undefined {
-    const free = this.freeSlots.pop();
-    if (free) return free;
-    if (this.slots.length >= REQUESTS_IN_FLIGHT_MAX) return undefined;
-    const slot = { request: Buffer.allocUnsafe(SLOT_SIZE_BYTES), reply: Buffer.allocUnsafe(SLOT_SIZE_BYTES) };
-    this.slots.push(slot);
+  private slot(index: number): Slot {
+    const slot = this.slots[index];
+    assert(slot !== undefined, `reader named slot ${index} of ${this.slots.length}`);
     return slot;
   }
 
-  private pump(): void {
-    if (this.reading || this.ended) return;
-    const slot = this.takeSlot();
-    if (!slot) return; // a finishing request calls pump again
-    this.reading = true;
-    nodeFs.read(this.fd, slot.request, 0, SLOT_SIZE_BYTES, null, (err, lengthBytes) => this.onRead(slot, err, lengthBytes));
-  }
-
-  private onRead(slot: Slot, err: NodeJS.ErrnoException | null, lengthBytes: number): void {
-    this.reading = false;
-    if (err) {
-      this.freeSlots.push(slot);
-      const errno = -(err.errno ?? 0);
-      // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: just retry.
-      if (errno === E.ENOENT || errno === E.EINTR || errno === E.EAGAIN) {
-        this.pump();
-        return;
-      }
-      this.end(errno === E.ENODEV ? null : err);
+  private onReaderMessage(message: ReaderMessage): void {
+    if (message.kind === 'end') {
+      this.end(message.error === null ? null : new Error(message.error));
       return;
     }
+    const slot = this.slot(message.slot);
+    slot.reply ??= Buffer.allocUnsafe(SLOT_SIZE_BYTES);
     this.inFlight++;
-    this.dispatch(slot, lengthBytes)
+    this.dispatch(slot, message.lengthBytes)
       .catch((e: unknown) => this.opts.onError?.(e, slot.request.readUInt32LE(4)))
       .finally(() => {
         this.inFlight--;
-        this.freeSlots.push(slot);
+        // hand the slot back to the reader and wake it if it waits for one
+        Atomics.store(this.control, message.slot, 0);
+        Atomics.add(this.control, REQUESTS_IN_FLIGHT_MAX, 1);
+        Atomics.notify(this.control, REQUESTS_IN_FLIGHT_MAX);
         if (this.ended) this.maybeDrained();
-        else this.pump();
       });
-    this.pump();
   }
 
   private end(error: Error | null): void {
@@ -293,7 +342,7 @@ class FuseSession {
   }
 
   private send(slot: Slot, unique: bigint, errno: number, bodyBytes: number): void {
-    const reply = slot.reply;
+    const reply = slot.reply!;
     reply.writeUInt32LE(OUT_HEADER_SIZE_BYTES + bodyBytes, 0);
     reply.writeInt32LE(-errno, 4);
     reply.writeBigUInt64LE(unique, 8);
@@ -356,12 +405,12 @@ class FuseSession {
   }
 
   private replyEntry(slot: Slot, unique: bigint, st: Stat): void {
-    putEntryOut(slot.reply, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
+    putEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
   }
 
   private replyAttr(slot: Slot, unique: bigint, st: Stat): void {
-    putAttrOut(slot.reply, OUT_HEADER_SIZE_BYTES, st, CACHE_VALID_SECONDS);
+    putAttrOut(slot.reply!, OUT_HEADER_SIZE_BYTES, st, CACHE_VALID_SECONDS);
     this.send(slot, unique, 0, ATTR_OUT_SIZE_BYTES);
   }
 
@@ -385,7 +434,7 @@ class FuseSession {
         return this.replyAttr(slot, unique, await this.setattr(nodeIno, req, body));
       case Opcode.readlink: {
         const target = await fs.readlink(nodeIno);
-        return this.send(slot, unique, 0, slot.reply.write(target, OUT_HEADER_SIZE_BYTES, 'utf8'));
+        return this.send(slot, unique, 0, slot.reply!.write(target, OUT_HEADER_SIZE_BYTES, 'utf8'));
       }
       case Opcode.symlink: {
         this.refuseIfReadonly();
@@ -457,8 +506,8 @@ class FuseSession {
         const sizeBytes = req.readUInt32LE(body + 16);
         const dataAt = body + WRITE_IN_SIZE_BYTES;
         const written = await fs.write(ino, offset, req.subarray(dataAt, dataAt + sizeBytes));
-        slot.reply.writeUInt32LE(written, OUT_HEADER_SIZE_BYTES);
-        slot.reply.writeUInt32LE(0, OUT_HEADER_SIZE_BYTES + 4);
+        slot.reply!.writeUInt32LE(written, OUT_HEADER_SIZE_BYTES);
+        slot.reply!.writeUInt32LE(0, OUT_HEADER_SIZE_BYTES + 4);
         return this.send(slot, unique, 0, 8);
       }
       case Opcode.statfs:
@@ -509,7 +558,7 @@ class FuseSession {
       throw new ErrnoReply(E.EINVAL);
     }
     const wanted = InitFlag.asyncRead | InitFlag.bigWrites | InitFlag.autoInvalData | InitFlag.parallelDirops | InitFlag.maxPages | InitFlag.cacheSymlinks;
-    const out = slot.reply;
+    const out = slot.reply!;
     const at = OUT_HEADER_SIZE_BYTES;
     out.fill(0, at, at + INIT_OUT_SIZE_BYTES);
     out.writeUInt32LE(FUSE_KERNEL_VERSION, at);
@@ -550,9 +599,9 @@ class FuseSession {
 
   private replyOpen(slot: Slot, unique: bigint, fh: number): void {
     const at = OUT_HEADER_SIZE_BYTES;
-    slot.reply.writeBigUInt64LE(BigInt(fh), at);
-    slot.reply.writeUInt32LE(0, at + 8); // open_flags: no keep_cache, others may change the dataset
-    slot.reply.writeUInt32LE(0, at + 12);
+    slot.reply!.writeBigUInt64LE(BigInt(fh), at);
+    slot.reply!.writeUInt32LE(0, at + 8); // open_flags: no keep_cache, others may change the dataset
+    slot.reply!.writeUInt32LE(0, at + 12);
     this.send(slot, unique, 0, OPEN_OUT_SIZE_BYTES);
   }
 
@@ -581,7 +630,7 @@ class FuseSession {
       }
       return { st: created, fh: this.openFile(created.ino) };
     });
-    const out = slot.reply;
+    const out = slot.reply!;
     putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
     out.writeBigUInt64LE(BigInt(fh), at);
@@ -594,7 +643,7 @@ class FuseSession {
     const ino = this.handleIno(req.readBigUInt64LE(body), this.ino(Number(req.readBigUInt64LE(16))));
     const offset = Number(req.readBigUInt64LE(body + 8));
     const sizeBytes = Math.min(req.readUInt32LE(body + 16), SLOT_SIZE_BYTES - OUT_HEADER_SIZE_BYTES);
-    const target = slot.reply.subarray(OUT_HEADER_SIZE_BYTES, OUT_HEADER_SIZE_BYTES + sizeBytes);
+    const target = slot.reply!.subarray(OUT_HEADER_SIZE_BYTES, OUT_HEADER_SIZE_BYTES + sizeBytes);
     const readBytes = await this.fs.readInto(ino, offset, target);
     this.send(slot, unique, 0, readBytes);
   }
@@ -657,7 +706,7 @@ class FuseSession {
 
   private async statfs(slot: Slot, unique: bigint): Promise<void> {
     const s = await this.fs.statfs();
-    const out = slot.reply;
+    const out = slot.reply!;
     const at = OUT_HEADER_SIZE_BYTES;
     const blockBytes = PAGE_SIZE_BYTES;
     // Cairn has no inode table to run out of: report free inodes as what the free space could hold.
@@ -679,7 +728,7 @@ class FuseSession {
     if (!dir) dir = { ino, pageStart: 2, entries: [], nextCursor: 0n }; // no opendir handle: one-off listing
     let position = Number(req.readBigUInt64LE(body + 8));
     const sizeBytes = Math.min(req.readUInt32LE(body + 16), SLOT_SIZE_BYTES - OUT_HEADER_SIZE_BYTES);
-    const out = slot.reply;
+    const out = slot.reply!;
     const end = OUT_HEADER_SIZE_BYTES + sizeBytes;
     let at = OUT_HEADER_SIZE_BYTES;
     while (position < 2) {
@@ -771,12 +820,12 @@ class FuseSession {
   private replySized(slot: Slot, unique: bigint, sizeBytes: number, value: Buffer): void {
     const at = OUT_HEADER_SIZE_BYTES;
     if (sizeBytes === 0) {
-      slot.reply.writeUInt32LE(value.length, at);
-      slot.reply.writeUInt32LE(0, at + 4);
+      slot.reply!.writeUInt32LE(value.length, at);
+      slot.reply!.writeUInt32LE(0, at + 4);
       return this.send(slot, unique, 0, 8);
     }
     if (value.length > sizeBytes || value.length > SLOT_SIZE_BYTES - at) throw new ErrnoReply(E.ERANGE);
-    value.copy(slot.reply, at);
+    value.copy(slot.reply!, at);
     this.send(slot, unique, 0, value.length);
   }
 }
@@ -838,22 +887,9 @@ export function fuseAvailable(): { ok: true } | { ok: false; reason: string } {
 export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opts: MountOptions = {}): Promise<FuseMount> {
   const available = fuseAvailable();
   if (!available.ok) throw new CairnError('ENOTSUP', available.reason);
-  if (activeSessions + 1 > LIBUV_THREADS - LIBUV_THREADS_FREE_MIN) {
-    throw new CairnError(
-      'EBUSY',
-      `${activeSessions} FUSE mounts already hold ${activeSessions} of UV_THREADPOOL_SIZE=${LIBUV_THREADS} libuv threads; start the process with a larger UV_THREADPOOL_SIZE`,
-    );
-  }
   const st = await nodeFs.promises.stat(mountpoint);
   if (!st.isDirectory()) throw new CairnError('ENOTDIR', `mount point ${mountpoint} is not a directory`);
-  activeSessions++;
-  let fd: number;
-  try {
-    fd = await openDevice();
-  } catch (e) {
-    activeSessions--;
-    throw e;
-  }
+  const fd = await openDevice();
   const session = new FuseSession(fd, fs, opts);
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
@@ -873,7 +909,6 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
     // -i: do not run /sbin/mount.fuse, which would try to start a libfuse program.
     await runTool('mount', ['-i', '-t', 'fuse.cairn', '-o', options.join(','), opts.name ?? 'cairn', mountpoint], fd);
   } catch (e) {
-    activeSessions--;
     await closeDevice(fd);
     throw new CairnError('EIO', `mount ${mountpoint} failed: ${(e as Error).message}`);
   }
@@ -884,7 +919,6 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   } catch (e) {
     await lazyUnmount(mountpoint).catch(() => undefined);
     await withTimeout(session.waitDrained(), DRAIN_TIMEOUT_MS, 'FUSE drain').catch(() => undefined);
-    activeSessions--;
     await closeDevice(fd);
     throw e;
   }
@@ -893,7 +927,6 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   const closeOnce = async (): Promise<void> => {
     if (closed) return;
     closed = true;
-    activeSessions--;
     await closeDevice(fd);
   };
   return {
