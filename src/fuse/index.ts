@@ -10,6 +10,10 @@
  * - Errors: CairnError codes become their errno; anything unexpected is EIO (and reported to onError).
  *
  * How: the kernel protocol is spoken on /dev/fuse from TypeScript, mounted by passing the device fd to
- * mount(8) (root only); docs/fuse.md records why this beat a libfuse addon, with measurements.
+ * mount(8) (root only); docs/fuse.md records why this beat a libfuse addon, with measurements. A Worker
+ * thread reads the device (and answers FLUSH itself), the JavaScript thread serves the requests.
+ *
+ * The one rule for callers: the process that serves a mount must not wait on that mount synchronously
+ * (readFileSync on it, execSync of a tool that reads it), and must unmount (or abort()) before exiting.
  */
 export { cleanupStaleMount, errnoOf, fuseAvailable, mountFilesystem, type FuseMount, type MountOptions } from './mount.js';
