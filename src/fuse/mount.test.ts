@@ -169,7 +169,8 @@ describe('FUSE mount of a pool', { skip }, () => {
     const target = join(mnt, 'r2', 'target');
     await fsp.writeFile(target, 'v0');
     // a reader in another process must never miss the target while we replace it over and over
-    const readerFailure = run('sh', ['-c', `i=0; while [ $i -lt 300 ]; do cat '${target}' > /dev/null || exit 7; i=$((i+1)); done`]).then(
+    const stop = join(mnt, 'r2-stop');
+    const readerFailure = run('sh', ['-c', `n=0; while [ ! -e '${stop}' ]; do cat '${target}' > /dev/null || exit 7; n=$((n+1)); done; [ $n -gt 3 ] || exit 8`]).then(
       () => null,
       (e: unknown) => (e as { stderr: string }).stderr,
     );
@@ -178,6 +179,7 @@ describe('FUSE mount of a pool', { skip }, () => {
       await fsp.writeFile(tmp, `v${i}`);
       await fsp.rename(tmp, target);
     }
+    await fsp.writeFile(stop, '');
     assert.equal(await readerFailure, null, 'cat never misses the target');
     assert.equal(await fsp.readFile(target, 'utf8'), 'v40');
     assert.deepEqual(await fsp.readdir(join(mnt, 'r1')), []);
