@@ -11,6 +11,8 @@ command -v fusermount >/dev/null || want+=(fuse)
 command -v qemu-img >/dev/null || want+=(qemu-utils)
 command -v nbdinfo >/dev/null || want+=(libnbd-bin)
 command -v nbdkit >/dev/null || want+=(nbdkit)
+# A plain libfuse passthrough (the mount benchmark's reference).
+command -v bindfs >/dev/null || want+=(bindfs)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then echo "cairn: missing Debian packages (${want[*]}); install them as root" >&2; exit 0; fi
 echo "cairn: installing Debian packages: ${want[*]}" >&2
