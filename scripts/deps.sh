@@ -5,8 +5,7 @@ set -u
 [ "${CAIRN_SKIP_APT:-0}" = 1 ] && exit 0
 want=()
 command -v fio >/dev/null || want+=(fio)
-# FUSE mounts (libfuse2 for the fuse-native binding, fusermount), NBD clients and peers for the tests.
-[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || [ -n "$(ls /usr/lib/*/libfuse.so.2 2>/dev/null)" ] || want+=(libfuse2)
+# FUSE tools (Cairn speaks /dev/fuse itself; fusermount for peers and cleanup), NBD clients for the tests.
 command -v fusermount >/dev/null || want+=(fuse)
 command -v qemu-img >/dev/null || want+=(qemu-utils)
 command -v nbdinfo >/dev/null || want+=(libnbd-bin)
