@@ -7,7 +7,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { checks, makeRig, MiB, readPath, run, sha256, skipUnlessFuse, type Rig } from './harness.js';
+import { isCairnError } from '../../src/util/errors.js';
+import { checks, makeRig, MiB, PYTHON, readPath, run, sha256, skipUnlessFuse, type Rig } from './harness.js';
 
 const SEED = Number(process.env['CAIRN_POSIX_SEED'] ?? 777);
 /** A write to a full pool or over quota must fail by then, not hang. */
@@ -43,13 +44,17 @@ describe('durability and read-only mounts through FUSE', { skip: skipUnlessFuse 
   it(`fsync and fdatasync are durable on return: a crash right after the writer exits keeps every byte (seed ${SEED})`, async () => {
     const mnt = await rig.mountDataset('p/fs');
     await rig.pool.sync(); // the dataset itself is committed; what follows is only made durable by fsync
-    const written = (await checks('durable_write', [mnt, String(SEED)])).get('written') as Record<string, string>;
-    assert.equal(Object.keys(written).length, 2);
+    const result = await checks('durable_write', [mnt, String(SEED)]);
+    const written = result.get('written') as Record<string, string>;
+    assert.deepEqual(Object.keys(written).sort(), ['fsynced.bin', 'renamed.bin']);
     // No sync of our own: unmount (which does not sync), then close the devices as a crash would.
     const pool = await rig.crashAndImport();
     const fs = await pool.datasets.open('p/fs');
     for (const [path, digest] of Object.entries(written)) {
       assert.equal(sha256(await readPath(fs, `/${path}`)), digest, `${path} after the crash, seed ${SEED}`);
+    }
+    for (const path of result.get('gone') as string[]) {
+      await assert.rejects(fs.resolvePath(`/${path}`), (e: unknown) => isCairnError(e, 'ENOENT'), `${path} was unlinked or renamed away before the directory fsync`);
     }
   });
 
@@ -62,6 +67,7 @@ describe('durability and read-only mounts through FUSE', { skip: skipUnlessFuse 
     const snapMnt = await rig.mountDataset('p/snapsrc@s', { readonly: true });
     const r = await checks('erofs', [snapMnt, 'ro.bin', digest]);
     assert.equal(r.get('read_ok'), true, 'the snapshot mount reads the data as it was at the snapshot');
+    assert.equal(r.get('xattr_readable'), 'kept');
     const ops = r.get('write_ops') as Record<string, string>;
     const notErofs = Object.entries(ops).filter(([, result]) => result !== 'EROFS');
     assert.deepEqual(notErofs, [], `every write on the snapshot is EROFS: ${JSON.stringify(ops)}`);
@@ -80,6 +86,9 @@ describe('durability and read-only mounts through FUSE', { skip: skipUnlessFuse 
     await rig.pool.datasets.create('p/q');
     await rig.pool.datasets.setProperty('p/q', 'quota', '8M');
     const mnt = await rig.mountDataset('p/q', { create: false });
+    const df = await run('stat', ['-f', '-c', '%b %S', mnt]);
+    const [blocks, blockBytes] = df.stdout.trim().split(' ').map(Number);
+    assert.ok(blocks! * blockBytes! <= 8 * MiB, `statfs of a dataset with quota=8M shows its size as the quota, as zfs does (${blocks! * blockBytes!} bytes)`);
     const started = Date.now();
     const dd = await run('dd', ['if=/dev/urandom', `of=${join(mnt, 'f')}`, 'bs=1M', 'count=16', 'conv=fsync', 'status=none'], { timeoutMs: FAIL_WITHIN_MS });
     assert.equal(dd.signal, null, `dd was killed after ${Date.now() - started} ms: a hang, not EDQUOT`);
@@ -113,6 +122,12 @@ describe('a full pool through FUSE', { skip: skipUnlessFuse }, () => {
     assert.equal(dd.signal, null, `dd was killed after ${Date.now() - started} ms: a hang, not ENOSPC`);
     assert.notEqual(dd.code, 0, 'dd of 256 MiB into a 64 MiB pool succeeded');
     assert.match(dd.stderr, /No space left on device/);
+    // metadata changes on a full pool succeed or say ENOSPC, never EIO, never hang
+    for (const [command, args] of [['mkdir', [join(mnt, 'd')]], ['touch', [join(mnt, 't')]], [PYTHON, ['-c', 'import os, sys; os.setxattr(sys.argv[1], "user.x", b"y")', join(mnt, 'fill')]]] as const) {
+      const r = await run(command, [...args], { timeoutMs: FAIL_WITHIN_MS });
+      assert.equal(r.signal, null, `${command} on a full pool hung`);
+      assert.ok(r.code === 0 || /No space left on device/.test(r.stderr), `${command} on a full pool: ${r.stderr}`);
+    }
     // still a working file system: metadata reads, the partial file is readable
     const ls = await run('ls', ['-l', mnt]);
     assert.equal(ls.code, 0, ls.stderr);

@@ -166,7 +166,7 @@ describe('many processes through a FUSE mount', { skip: skipUnlessFuse }, () => 
     await rig?.close();
   });
 
-  it(`${WORKERS} processes creating, writing, linking, renaming and deleting in one tree for ${STRESS_SECONDS} s leave exactly what they logged (seed ${SEED})`, async () => {
+  it(`${WORKERS} processes creating, writing, linking, renaming and deleting in one tree for ${STRESS_SECONDS} s leave exactly what they logged (seed ${SEED})`, async (t) => {
     assert.equal((await run(PYTHON, [STRESS_SCRIPT_PATH, 'setup', mnt])).code, 0);
     const logPaths = Array.from({ length: WORKERS }, (_, w) => join(rig.dir, `stress-${w}.log`));
     const results = await Promise.all(
@@ -177,6 +177,7 @@ describe('many processes through a FUSE mount', { skip: skipUnlessFuse }, () => 
     const expected = expectedTree(logs);
     assert.deepEqual(expected.problems, [], `seed ${SEED}`);
     assert.ok(expected.ops >= WORKERS * 20, `the workers got work done (${expected.ops} operations)`);
+    t.diagnostic(`${expected.ops} operations; ${Object.keys(expected.fixed).length} names and ${expected.slots.size} shared slots to check`);
 
     const dump = await run(PYTHON, [STRESS_SCRIPT_PATH, 'dump', mnt], { timeoutMs: 60_000 });
     assert.equal(dump.code, 0, dump.stderr);

@@ -221,6 +221,10 @@ describe('POSIX through a FUSE mount', { skip: skipUnlessFuse }, () => {
       utime_now: [true, true],
       utime_nofollow: [6, true],
       write_changes_mtime: true,
+      truncate_changes_mtime_ctime: [true, true],
+      rename_changes_both_dir_mtimes: [true, true],
+      unlink_changes_dir_mtime: true,
+      reading_changes_no_mtime_or_ctime: [true, true],
     });
   });
 
@@ -301,6 +305,8 @@ describe('POSIX through a FUSE mount', { skip: skipUnlessFuse }, () => {
     assert.equal(r.get('posix_fallocate'), 'OK');
     assert.deepEqual(r.get('posix_fallocate_result'), [1024 * 1024, 'abc', true]);
     assert.equal(r.get('copy_file_range'), true);
+    assert.deepEqual(r.get('o_direct'), ['OK', 8192, true], 'O_DIRECT write and read of aligned buffers');
+    assert.equal(r.get('o_direct_buffered_view'), true);
     // ext4 says EFBIG (16 TiB files); a file system with 64-bit offsets may take it, but then it must read back
     assert.ok(['OK', 'EFBIG'].includes(r.get('write_at_1PiB') as string), `write at 1 PiB: ${String(r.get('write_at_1PiB'))}`);
     if (r.get('write_at_1PiB') === 'OK') assert.deepEqual(r.get('write_at_1PiB_result'), [true, 'Y', true]);
@@ -339,6 +345,10 @@ describe('POSIX through a FUSE mount', { skip: skipUnlessFuse }, () => {
       setxattr_changes_ctime: true,
       get_small_buffer: 'ERANGE',
       size_query: 5,
+      too_big_value: 'E2BIG',
+      user_xattr_on_symlink: 'EPERM',
+      trusted_as_root: ['OK', 't'],
+      after_unlink: 'ENOENT',
     });
   });
 

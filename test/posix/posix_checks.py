@@ -476,6 +476,25 @@ def group_attrs(root):
     with open(p, "ab") as f:
         f.write(b"more")
     rec("write_changes_mtime", os.stat(p).st_mtime_ns > mtime)
+    before = os.stat(p)
+    time.sleep(0.01)
+    os.truncate(p, 2)
+    after = os.stat(p)
+    rec("truncate_changes_mtime_ctime", [after.st_mtime_ns > before.st_mtime_ns, after.st_ctime_ns > before.st_ctime_ns])
+    os.mkdir(os.path.join(d, "other"))
+    d1, d2 = os.stat(d), os.stat(os.path.join(d, "other"))
+    time.sleep(0.01)
+    os.rename(p, os.path.join(d, "other", "f"))
+    e1, e2 = os.stat(d), os.stat(os.path.join(d, "other"))
+    rec("rename_changes_both_dir_mtimes", [e1.st_mtime_ns > d1.st_mtime_ns, e2.st_mtime_ns > d2.st_mtime_ns])
+    time.sleep(0.01)
+    os.unlink(os.path.join(d, "other", "f"))
+    rec("unlink_changes_dir_mtime", os.stat(os.path.join(d, "other")).st_mtime_ns > e2.st_mtime_ns)
+    st = os.stat(d)
+    time.sleep(0.01)
+    os.listdir(d)
+    os.stat(d)
+    rec("reading_changes_no_mtime_or_ctime", [os.stat(d).st_mtime_ns == st.st_mtime_ns, os.stat(d).st_ctime_ns == st.st_ctime_ns])
 
 
 def group_perm_setup(root):
@@ -568,6 +587,12 @@ def group_xattrs(root):
     n = libc.getxattr(p.encode(), b"user.shape", buf, ctypes.c_size_t(4))
     rec("get_small_buffer", "OK" if n >= 0 else errno.errorcode.get(ctypes.get_errno()))
     rec("size_query", libc.getxattr(p.encode(), b"user.shape", None, ctypes.c_size_t(0)))
+    rec("too_big_value", outcome(os.setxattr, p, "user.huge", b"x" * (64 * KiB + 1)))
+    os.symlink("f", os.path.join(d, "l"))
+    rec("user_xattr_on_symlink", outcome(os.setxattr, os.path.join(d, "l"), "user.x", b"1", follow_symlinks=False))
+    rec("trusted_as_root", [outcome(os.setxattr, p, "trusted.t", b"t"), os.getxattr(p, "trusted.t").decode()])
+    os.unlink(p)
+    rec("after_unlink", outcome(os.getxattr, p, "user.shape"))
 
 
 def settle(root):
@@ -623,7 +648,18 @@ def group_durable_write(root, seed):
     os.fsync(fd)
     os.close(fd)
     out["fsynced.bin"] = sha(a[:MiB - 100] + patch + a[MiB - 100 + 5000:])
+    # a rename and an unlink made durable by fsync of the directory
+    c = rand_bytes(rng, 10000)
+    write_file(os.path.join(root, "newdir", "tmp"), c)
+    os.rename(os.path.join(root, "newdir", "tmp"), os.path.join(root, "renamed.bin"))
+    os.unlink(os.path.join(root, "newdir", "fdatasynced.bin"))
+    del out["newdir/fdatasynced.bin"]
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(dfd)
+    os.close(dfd)
+    out["renamed.bin"] = sha(c)
     rec("written", out)
+    rec("gone", ["newdir/fdatasynced.bin", "newdir/tmp"])
 
 
 def group_mmap(root, seed):
@@ -710,6 +746,7 @@ def group_erofs(root, name, digest):
         except OSError as e:
             results[key] = ename(e)
     rec("write_ops", results)
+    rec("xattr_readable", os.getxattr(p, "user.keep").decode())
     rec("unchanged", [sha(read_file(p)) == digest, sorted(os.listdir(root))])
 
 
@@ -869,6 +906,21 @@ def group_io_extras(root, seed):
     os.close(fi)
     os.close(fo)
     rec("copy_file_range", read_file(os.path.join(d, "dst")) == data)
+    direct = os.path.join(d, "direct")
+    try:
+        fd = os.open(direct, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError as e:
+        rec("o_direct", ename(e))
+    else:
+        buf = mmap.mmap(-1, 8192)  # page aligned, as O_DIRECT wants
+        payload = rand_bytes(rng, 8192)
+        buf[:] = payload
+        res = outcome(os.pwrite, fd, buf, 4096)
+        back = mmap.mmap(-1, 8192)
+        n = os.preadv(fd, [back], 4096) if res == "OK" else 0
+        rec("o_direct", [res, n, back[:] == payload])
+        os.close(fd)
+        rec("o_direct_buffered_view", read_file(direct)[4096:] == payload)
     h = os.path.join(d, "huge")
     fd = os.open(h, os.O_RDWR | os.O_CREAT, 0o644)
     res = outcome(os.pwrite, fd, b"Y", 1 << 50)
