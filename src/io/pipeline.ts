@@ -147,7 +147,8 @@ export class IoPipeline implements BlockIo {
       await this.writeCopies(dvas, prepared.payload);
       return this.blockPointer(dvas, data.length, prepared, props);
     }
-    for (const dva of old.dvas) this.allocator.free(dva);
+    // Too big for its place: written anew. The old block stays allocated until whoever replaced the
+    // pointer frees it (the object set does, once), as for any other replaced block.
     return this.write(data, props);
   }
 

@@ -47,7 +47,8 @@ export interface BlockIo {
   write(data: Buffer, props: BlockWriteProps): Promise<BlockPointer>;
   /**
    * Overwrites a block born in the txg now syncing at the same DVAs when the new physical size fits
-   * them; otherwise frees them and allocates anew. Safe only because no committed state points at it.
+   * them; otherwise writes it anew and leaves the old DVAs allocated: whoever replaced the pointer
+   * frees them (once). Safe only because no committed state points at the old block.
    */
   rewrite(old: BlockPointer, data: Buffer, props: BlockWriteProps): Promise<BlockPointer>;
   /** Returns the verified, decompressed lsize bytes; throws CairnError ECKSUM/EIO. */

@@ -259,3 +259,26 @@ test('import rewinds to the previous txg when the newest tree fails its checksum
   assert.ok((await again.fs.read(st.ino, 0, st.sizeBytes)).equals(first));
   await again.export();
 });
+
+test('a MOS block rewritten in a later sync pass that no longer fits in place is freed once, not twice', async () => {
+  // Found by fio through a FUSE mount: random 4 KiB overwrites fill the space maps until a space-map
+  // block compresses worse in a later MOS pass of the same txg; the rewrite moved it and freed the old
+  // place, then the object set freed it again ("double free of DVA") and the pool suspended.
+  const { openDevice, path } = disks('mosrewrite');
+  const pool = (await createPool({ name: 'mr', vdevSpec: [path('a')], createSizeBytes: 256 * MiB, openDevice, cacheSizeBytes: 32 * MiB })) as unknown as Pool;
+  const rnd = new Random(1);
+  const ino = await writeFile(pool, 'v', rnd.bytes(32 * MiB));
+  const model = await readFile(pool, 'v');
+  for (let n = 1; n <= 12000; n++) {
+    const at = (rnd.nextU32() % 8192) * 4096;
+    const data = rnd.bytes(4096);
+    await pool.fs.write(ino, at, data);
+    data.copy(model, at);
+    if (n % 500 === 0) await pool.sync();
+  }
+  await pool.sync();
+  assert.ok((await readFile(pool, 'v')).equals(model));
+  const s = await pool.spaceCheck();
+  assert.equal(s.allocatedBytes, s.reachableBytes + s.deferredBytes);
+  await pool.export();
+});
