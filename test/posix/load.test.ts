@@ -136,7 +136,7 @@ describe('fio through a FUSE mount', { skip: skipUnlessFuse }, () => {
 
   // Fails today: the pool suspends itself part way ("double free of DVA" in a txg sync) and fio gets EIO.
   // The same happens without FUSE: two concurrent writers of random 4 KiB writes into two 32 MiB files.
-  it('fio: 2 jobs of 4 KiB random writes with crc32c verify finish with no verify error', { todo: 'bug: two concurrent 4 KiB random writers suspend the pool ("double free of DVA" in txg sync), fio gets EIO' }, async () => {
+  it('fio: 2 jobs of 4 KiB random writes with crc32c verify finish with no verify error', async () => {
     const fioDir = join(mnt, 'fio');
     assert.equal((await run('mkdir', [fioDir])).code, 0);
     const fio = await run(
