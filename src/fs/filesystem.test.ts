@@ -362,3 +362,17 @@ test('statfs: zeros without a source, the pool figures with one', async () => {
   const withSource = await Filesystem.open(store, { statfs: () => figures });
   assert.deepEqual(await withSource.statfs(), figures);
 });
+
+test('a setgid directory gives new entries its group, and new directories its setgid bit', async () => {
+  const fs = await Filesystem.create(new MemoryObjectStore(), { uid: 0, gid: 0 });
+  const shared = await fs.mkdir(fs.rootIno, 'shared', { mode: 0o2777, uid: 0, gid: 1234 });
+  assert.equal(shared.mode & 0o7777, 0o2777);
+  const file = await fs.create(shared.ino, 'f', { mode: 0o644, uid: 65534, gid: 65534 });
+  assert.equal(file.gid, 1234);
+  assert.equal(file.mode & 0o7777, 0o644, 'a file does not get the setgid bit');
+  const sub = await fs.mkdir(shared.ino, 'd', { mode: 0o755, uid: 65534, gid: 65534 });
+  assert.equal(sub.gid, 1234);
+  assert.equal(sub.mode & 0o7777, 0o2755);
+  const plain = await fs.create(fs.rootIno, 'g', { mode: 0o644, uid: 65534, gid: 65534 });
+  assert.equal(plain.gid, 65534, 'elsewhere the caller keeps its group');
+});

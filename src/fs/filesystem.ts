@@ -39,6 +39,7 @@ import {
   S_IFMT,
   S_IFREG,
   S_IPERM,
+  S_ISGID,
   SYMLINK_INLINE_MAX_BYTES,
   decodeDirent,
   decodeInode,
@@ -793,12 +794,15 @@ export class Filesystem implements FileSystemApi {
       }
     }
     const generation = await this.takeGeneration();
+    // Linux's inode_init_owner: in a setgid directory, new entries take the directory's group, and new
+    // directories keep the setgid bit (BSD group semantics).
+    const setgidParent = (parent.phys.mode & S_ISGID) !== 0;
     const inode: Inode = {
       ino,
       phys: {
-        mode: typeBits | (options.mode & S_IPERM),
+        mode: typeBits | (options.mode & S_IPERM) | (setgidParent && kind === FileKind.directory ? S_ISGID : 0),
         uid: options.uid ?? parent.phys.uid,
-        gid: options.gid ?? parent.phys.gid,
+        gid: setgidParent ? parent.phys.gid : (options.gid ?? parent.phys.gid),
         nlink,
         sizeBytes,
         atimeNs: now,

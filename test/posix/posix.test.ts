@@ -262,7 +262,7 @@ describe('POSIX through a FUSE mount', { skip: skipUnlessFuse }, () => {
     expectAll(await checksOnce('perm_nobody_extra', [mnt], { asNobody: true }), { write_by_other_clears_suid: '0o777' }, true);
   });
 
-  it('a setgid directory gives new files its group and new directories its group and the setgid bit', { todo: 'bug: new entries in a setgid directory get the caller\'s gid and no S_ISGID' }, async () => {
+  it('a setgid directory gives new files its group and new directories its group and the setgid bit', async () => {
     await checksOnce('perm_setup_extra', [mnt]);
     const r = await checksOnce('perm_nobody_extra', [mnt], { asNobody: true });
     expectAll(r, { sgid_dir_file_group: [NOBODY_ID, 1234], sgid_dir_subdir_group_and_bit: [1234, true] }, true);
