@@ -376,3 +376,37 @@ test('a setgid directory gives new entries its group, and new directories its se
   const plain = await fs.create(fs.rootIno, 'g', { mode: 0o644, uid: 65534, gid: 65534 });
   assert.equal(plain.gid, 65534, 'elsewhere the caller keeps its group');
 });
+
+test('an open file outlives its last link: readable with nlink 0, listed nowhere, freed at the last release or at reopen', async () => {
+  const store = new MemoryObjectStore();
+  const fs = await Filesystem.create(store, { uid: 0, gid: 0 });
+  const dir = await fs.mkdir(fs.rootIno, 'd', { mode: 0o755 });
+  const baseline = store.objectCount();
+  const file = await fs.create(dir.ino, 'f', { mode: 0o644 });
+  await fs.write(file.ino, 0, Buffer.from('still here'));
+  await fs.setxattr(file.ino, 'user.k', Buffer.from('v'));
+  await fs.retain(file.ino);
+  await fs.retain(file.ino);
+  await fs.unlink(dir.ino, 'f');
+  assert.equal((await fs.getattr(file.ino)).nlink, 0);
+  assert.equal((await fs.read(file.ino, 0, 100)).toString(), 'still here');
+  await fs.write(file.ino, 10, Buffer.from('!'));
+  assert.equal((await fs.readdir(dir.ino, 0n, 10)).entries.length, 0);
+  await fs.rmdir(fs.rootIno, 'd'); // its directory is empty: removable
+  await fs.release(file.ino);
+  assert.equal((await fs.read(file.ino, 0, 100)).toString(), 'still here!', 'one retain is left');
+  await fs.release(file.ino);
+  await assert.rejects(fs.getattr(file.ino), (e: unknown) => isCairnError(e, 'ENOENT'));
+  assert.equal(store.objectCount(), baseline - 1, 'the file and its xattr object are freed (and the directory)');
+  await assert.rejects(fs.release(file.ino), (e: unknown) => isCairnError(e, 'EINVAL'));
+  // A crash while open: the unlinked set frees it when the file system is opened again.
+  const g = await fs.create(fs.rootIno, 'g', { mode: 0o644 });
+  await fs.retain(g.ino);
+  await fs.rename(fs.rootIno, 'g', fs.rootIno, 'g'); // a no-op rename keeps it
+  const h = await fs.create(fs.rootIno, 'h', { mode: 0o644 });
+  await fs.rename(fs.rootIno, 'h', fs.rootIno, 'g'); // rename over the open file drops its last link
+  assert.equal((await fs.getattr(g.ino)).nlink, 0);
+  const reopened = await Filesystem.open(store);
+  await assert.rejects(reopened.getattr(g.ino), (e: unknown) => isCairnError(e, 'ENOENT'));
+  assert.equal((await reopened.lookup(reopened.rootIno, 'g')).ino, h.ino);
+});

@@ -200,6 +200,8 @@ export class Filesystem implements FileSystemApi {
   private readonly lock = new Mutex();
   /** The atime property: off means reads never record an access time. */
   atimeUpdates = true;
+  /** Open counts (retain/release): an inode here with nlink 0 is on the unlinked set, freed at last release. */
+  private readonly openCounts = new Map<number, number>();
   /** nextGeneration may be handed out without touching the master node while below this. */
   private generationReservedEnd: bigint;
 
@@ -846,10 +848,45 @@ export class Filesystem implements FileSystemApi {
     else await this.saveInode(inode);
   }
 
-  /** Frees an inode's object and its xattr object, if it has one. */
+  /**
+   * An inode lost its last link: freed with its xattr object, unless it is open, in which case it stays
+   * with nlink 0 on the unlinked set until its last release (or until the next open after a crash).
+   */
   private async freeInode(inode: Inode): Promise<void> {
+    if ((this.openCounts.get(inode.ino) ?? 0) > 0) {
+      inode.phys.nlink = 0;
+      await this.saveInode(inode);
+      await this.unlinked.set(String(inode.ino), Buffer.alloc(0));
+      return;
+    }
     if (inode.phys.xattrObjectId !== 0) await this.store.freeObject(inode.phys.xattrObjectId);
     await this.store.freeObject(inode.ino);
+  }
+
+  async retain(ino: number): Promise<void> {
+    await this.loadInode(ino); // ENOENT for an inode that does not exist
+    this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
+  }
+
+  async release(ino: number): Promise<void> {
+    const count = this.openCounts.get(ino) ?? 0;
+    if (count === 0) throw new CairnError('EINVAL', `release of inode ${ino}, which is not retained`);
+    if (count > 1) {
+      this.openCounts.set(ino, count - 1);
+      return;
+    }
+    this.openCounts.delete(ino);
+    await this.mutate(async () => {
+      // Checked under the lock: a retain or a new link may have come in meanwhile.
+      if ((this.openCounts.get(ino) ?? 0) > 0) return;
+      const inode = await this.loadInode(ino).catch((error: unknown) => {
+        if (error instanceof CairnError && error.code === 'ENOENT') return undefined;
+        throw error;
+      });
+      if (inode === undefined || inode.phys.nlink > 0) return;
+      await this.freeInode(inode);
+      await this.unlinked.delete(String(ino));
+    });
   }
 
   private entryAdded(parent: Inode, now: bigint): void {

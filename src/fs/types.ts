@@ -90,4 +90,13 @@ export interface FileSystemApi {
   /** Names of the inode's attributes, sorted; E2BIG when they exceed 64 KiB (XATTR_LIST_MAX) in all. */
   listxattr(ino: number): Promise<string[]>;
   removexattr(ino: number, name: string): Promise<void>;
+  /**
+   * Open-file tracking (POSIX unlink semantics): while an inode is retained, removing its last link
+   * (unlink, rmdir, rename over it) keeps the inode readable and writable with nlink 0, listed nowhere;
+   * the last release frees it. Retains live in memory; the on-disk unlinked set frees such inodes after
+   * a crash, when the file system is next opened. EINVAL for a release without a retain. Optional:
+   * a file system that never frees inodes (a read-only snapshot view) need not track opens.
+   */
+  retain?(ino: number): Promise<void>;
+  release?(ino: number): Promise<void>;
 }
