@@ -1,8 +1,11 @@
 /**
  * The daemon's NBD exports: volumes served to NBD clients, one NbdServer per listen address shared by
  * every export on it (a client picks by name). An export ends when it is unexported, when its volume or
- * pool goes away, or when the daemon stops: it is marked ended (its requests then fail with EIO), its
- * running requests are waited for, and a server left with no export closes, dropping its connections.
+ * pool goes away, or when the daemon stops: it leaves its server's catalogue (new clients cannot pick
+ * it), its clients are disconnected cleanly (running requests finish and are answered, within the
+ * server's close grace period) while the server's other exports keep serving, a server left with no
+ * export closes, and last the export is marked ended (anything still reaching it fails with EIO) once
+ * every volume operation it started has returned.
  */
 import { NbdServer } from '../nbd/index.js';
 import type { BlockExport, NbdListenOptions } from '../nbd/index.js';
@@ -227,12 +230,16 @@ export class NbdExportTable {
     const item = listener?.exports.get(name);
     if (listener === undefined || item === undefined) throw new CairnError('ENOENT', `no NBD export '${name}' on ${listen}`);
     listener.exports.delete(name);
-    await item.end();
-    if (listener.exports.size === 0) {
+    if (listener.exports.size > 0) {
+      await listener.server.disconnect(name);
+    } else {
       this.listeners.delete(listen);
       await listener.server.close();
       this.log(`nbd: stopped listening on ${listen}`);
     }
+    // A connection still busy after the grace period was dropped with its operations running; end()
+    // waits for those, so the volume is not touched once this returns.
+    await item.end();
     this.log(`nbd: export '${name}' (${item.dataset}) on ${listen} ended`);
     return item.row();
   }

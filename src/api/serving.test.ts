@@ -2,9 +2,11 @@ import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BlockVolume } from '../dataset/index.js';
+import { nbdProtocol } from '../nbd/index.js';
 import { isCairnError } from '../util/errors.js';
 import { MountTable, compareMountpoints, mountsMax, renamedDataset, withinDataset } from './mounts.js';
 import { NbdExportTable, VolumeExport, parseListen } from './nbd-exports.js';
@@ -41,6 +43,99 @@ function memoryVolume(sizeBytes: number): BlockVolume & { hold: () => () => void
       data.fill(0, offset, offset + length);
     },
   };
+}
+
+/** The least NBD client that can hold a connection open: NBD_OPT_EXPORT_NAME, then simple requests. */
+class TinyNbdClient {
+  private buffered = Buffer.alloc(0);
+  private wanted: { bytes: number; resolve: (data: Buffer) => void; reject: (error: Error) => void } | null = null;
+  private ended = false;
+  readonly closed: Promise<void>;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      this.serve();
+    });
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.ended = true;
+        this.serve();
+        resolve();
+      }),
+    );
+  }
+
+  /** Connects and asks for the export; rejects if the server closes instead of answering. */
+  static async open(path: string, name: string): Promise<TinyNbdClient> {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ path }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const client = new TinyNbdClient(socket);
+    await client.take(18); // greeting
+    const flags = Buffer.alloc(4);
+    flags.writeUInt32BE(nbdProtocol.NBD_FLAG_C_FIXED_NEWSTYLE | nbdProtocol.NBD_FLAG_C_NO_ZEROES, 0);
+    const option = Buffer.alloc(16);
+    option.writeBigUInt64BE(nbdProtocol.NBD_IHAVEOPT, 0);
+    option.writeUInt32BE(nbdProtocol.NBD_OPT_EXPORT_NAME, 8);
+    option.writeUInt32BE(Buffer.byteLength(name), 12);
+    socket.write(Buffer.concat([flags, option, Buffer.from(name)]));
+    await client.take(10); // size and transmission flags, no zero padding
+    return client;
+  }
+
+  /** Sends a read and returns its error and data; one request at a time. */
+  async read(offset: number, length: number): Promise<{ error: number; data: Buffer }> {
+    const request = Buffer.alloc(nbdProtocol.REQUEST_HEADER_BYTES);
+    request.writeUInt32BE(nbdProtocol.NBD_REQUEST_MAGIC, 0);
+    request.writeUInt16BE(nbdProtocol.NBD_CMD_READ, 6);
+    request.writeBigUInt64BE(BigInt(offset), 16);
+    request.writeUInt32BE(length, 24);
+    this.socket.write(request);
+    const reply = await this.take(nbdProtocol.SIMPLE_REPLY_HEADER_BYTES);
+    const error = reply.readUInt32BE(4);
+    return { error, data: error === 0 ? await this.take(length) : Buffer.alloc(0) };
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private take(bytes: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      this.wanted = { bytes, resolve, reject };
+      this.serve();
+    });
+  }
+
+  private serve(): void {
+    const wanted = this.wanted;
+    if (wanted === null) return;
+    if (this.buffered.length >= wanted.bytes) {
+      this.wanted = null;
+      const data = this.buffered.subarray(0, wanted.bytes);
+      this.buffered = this.buffered.subarray(wanted.bytes);
+      wanted.resolve(data);
+    } else if (this.ended) {
+      this.wanted = null;
+      wanted.reject(new Error('connection closed'));
+    }
+  }
+}
+
+/** Fails instead of hanging when what should happen does not (a hang would keep the sockets open). */
+async function within(promise: Promise<unknown>, timeoutMs: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not within ${timeoutMs} ms: ${what}`)), timeoutMs);
+  });
+  try {
+    await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 describe('serving helpers', () => {
@@ -133,6 +228,39 @@ describe('NBD export table and exports', () => {
     await table.closeAll();
     assert.deepEqual(table.list(), []);
     assert.ok(!existsSync(other));
+  });
+
+  it('unexporting one of two exports on an address closes its clients, after answering them; the other serves on', { timeout: 10_000 }, async () => {
+    const table = new NbdExportTable(() => undefined);
+    const socket = join(dir, 'c.sock');
+    const one = memoryVolume(8192);
+    one.data.fill(0x11);
+    const two = memoryVolume(8192);
+    two.data.fill(0x22);
+    await table.add('tank/one', one, { listen: socket, name: 'one' });
+    await table.add('tank/two', two, { listen: socket, name: 'two' });
+    const clientOne = await TinyNbdClient.open(socket, 'one');
+    const clientTwo = await TinyNbdClient.open(socket, 'two');
+    try {
+      const release = one.hold();
+      const running = clientOne.read(0, 16);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const removing = table.remove('one', socket);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual((await clientTwo.read(0, 16)).data, Buffer.alloc(16, 0x22), 'the other export serves meanwhile');
+      release();
+      assert.deepEqual(await running, { error: 0, data: Buffer.alloc(16, 0x11) }, 'the running read is answered, not EIO');
+      await within(clientOne.closed, 5_000, 'the unexported export\'s client is disconnected');
+      await removing;
+      assert.deepEqual(await clientTwo.read(100, 4), { error: 0, data: Buffer.alloc(4, 0x22) }, 'the other client still reads');
+      await assert.rejects(TinyNbdClient.open(socket, 'one'), /closed/, 'the unexported name is refused');
+      assert.deepEqual(table.list().map((row) => row.name), ['two']);
+    } finally {
+      clientOne.destroy();
+      clientTwo.destroy();
+      await table.closeAll();
+    }
+    await clientTwo.closed;
   });
 });
 

@@ -903,4 +903,56 @@ describe('NBD server', () => {
     assert.equal(memory.data[100], 0x33);
     await assert.rejects(RawClient.connect(address.port));
   });
+  test('disconnect(name) ends only that export\'s connections, after answering their running requests', { timeout: 10_000 }, async () => {
+    const memoryA = new MemoryExport('a', MiB);
+    const gatedA = new InstrumentedExport(memoryA);
+    let openGate: () => void = () => {};
+    gatedA.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const memoryB = new MemoryExport('b', MiB);
+    memoryB.data.fill(0x62);
+    const exports = new Map<string, BlockExport>([
+      ['a', gatedA],
+      ['b', memoryB],
+    ]);
+    const twoServer = new NbdServer({ exports, defaultExportName: 'a' });
+    const address = await twoServer.listen({ host: '127.0.0.1', port: 0 });
+    assert.ok('port' in address);
+    try {
+      const { client: clientA } = await openExport(address.port, 'a');
+      // Asked for the default export: it serves 'a', so disconnect('a') must reach it too.
+      const { client: clientDefault } = await openExport(address.port, '');
+      const { client: clientB } = await openExport(address.port, 'b');
+      clientA.write(encodeRequest(NBD_CMD_WRITE, 7, 0, 4096));
+      clientA.write(Buffer.alloc(4096, 0x33));
+      while (gatedA.writeBytesInside === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+
+      exports.delete('a');
+      let disconnected = false;
+      const disconnecting = twoServer.disconnect('a').then(() => (disconnected = true));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(disconnected, false, 'disconnect waits for the running write');
+      const during = await roundTrip(clientB, NBD_CMD_READ, 4096, 16);
+      assert.deepEqual(during.data, Buffer.alloc(16, 0x62), 'the other export serves while one drains');
+      openGate();
+      assert.deepEqual(await readSimpleReply(clientA), { error: 0, handle: 7 }, 'the running write is answered');
+      await clientA.closed;
+      await clientDefault.closed;
+      await disconnecting;
+      assert.equal(memoryA.data[100], 0x33, 'the write landed');
+
+      const after = await roundTrip(clientB, NBD_CMD_READ, 0, 16);
+      assert.deepEqual(after.data, Buffer.alloc(16, 0x62), 'the other export\'s client still reads');
+      const late = await RawClient.connect(address.port);
+      await greet(late);
+      sendOption(late, NBD_OPT_GO, infoRequest('a', []));
+      assert.equal((await readOptionReply(late)).replyType, NBD_REP_ERR_UNKNOWN, 'the dropped name is gone');
+      late.destroy();
+      await twoServer.disconnect('no-such-export'); // nothing to end: resolves at once
+      assert.equal((await roundTrip(clientB, NBD_CMD_READ, 0, 1)).error, 0);
+      clientB.destroy();
+    } finally {
+      openGate();
+      await twoServer.close();
+    }
+  });
 });

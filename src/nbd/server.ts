@@ -193,6 +193,21 @@ export class NbdServer {
     await serverClosed;
   }
 
+  /**
+   * Ends every connection serving exportName the way close() ends them all (stop reading, let running
+   * requests finish and their replies flush within closeGraceMs, then close), while the listener and
+   * the other exports' connections keep going. The export is matched by its own name, so a client that
+   * asked for the default export is included. Remove the export from the catalogue first: a client may
+   * reconnect at once, and only the catalogue turns it away.
+   */
+  async disconnect(exportName: string): Promise<void> {
+    const ending: Promise<void>[] = [];
+    for (const connection of this.connections) {
+      if (connection.exportName === exportName) ending.push(connection.shutdown());
+    }
+    await Promise.all(ending);
+  }
+
   get isClosing(): boolean {
     return this.closing;
   }
@@ -293,6 +308,7 @@ class NbdConnection {
   private queuedReplyHead = 0;
   private readonly onReplyFlushed = (): void => this.releaseOldestReply();
   private shuttingDown = false;
+  private shutdownDone: Promise<void> | undefined;
   private readonly closed: Promise<void>;
 
   constructor(
@@ -317,8 +333,21 @@ class NbdConnection {
     });
   }
 
-  /** Server shutdown: stop reading, let running requests finish and replies flush, then close. */
-  async shutdown(): Promise<void> {
+  /** The export this connection chose, once it chose one. */
+  get exportName(): string | undefined {
+    return this.blockExport?.name;
+  }
+
+  /**
+   * Server shutdown or disconnect(): stop reading, let running requests finish and replies flush, then
+   * close. Idempotent, since close() may come while a disconnect() of the same connection is draining.
+   */
+  shutdown(): Promise<void> {
+    this.shutdownDone ??= this.shutdownOnce();
+    return this.shutdownDone;
+  }
+
+  private async shutdownOnce(): Promise<void> {
     this.shuttingDown = true;
     if (this.phase !== 'transmission') {
       this.socket.destroy();
