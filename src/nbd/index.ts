@@ -27,6 +27,7 @@
  *   that vanishes mid-request only ends its own connection; nothing a client sends can crash the server.
  * - Shutdown: close() stops accepting, stops reading, lets running operations finish and their replies
  *   flush (up to a grace period), then closes each connection — the spec's "wait for in-flight requests".
+ *   disconnect(name) does the same for the connections of one export, while the others keep serving.
  */
 export { NbdServer } from './server.js';
 export type { BlockExport, ExportCatalog, ExportSource, NbdAddress, NbdLimits, NbdListenOptions, NbdServerOptions } from './server.js';
