@@ -7,12 +7,13 @@
  * buffer, so memory is bounded whatever the clients do.
  */
 import * as nodeFs from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../util/assert.js';
 import type { DirEntry, FileSystemApi, SetAttr, Stat } from '../fs/types.js';
 import { CairnError, isCairnError } from '../util/errors.js';
+import { E, ERRNO, ErrnoReply } from './errno.js';
+import { SnapshotNamespace, type SnapdirVisibility, type SnapshotProvider } from './snapshot-dir.js';
 import {
   ATTR_OUT_SIZE_BYTES,
   DIRENT_HEADER_SIZE_BYTES,
@@ -54,6 +55,14 @@ export interface MountOptions {
   syncOnClose?: boolean;
   /** Told about failures that are bugs or I/O errors (answered EIO), not about ordinary errno replies. */
   onError?: (error: unknown, opcode: number) => void;
+  /**
+   * The dataset's snapshots, served read-only under `.cairn/snapshot/<name>/` (as ZFS's `.zfs/snapshot`);
+   * absent: no `.cairn` directory. Listed at most once per attribute timeout (CACHE_VALID_SECONDS).
+   * Node ids are namespaced per file system (snapshot-dir.ts): live inode numbers must stay below 2^40.
+   */
+  snapshots?: SnapshotProvider;
+  /** Whether `.cairn` shows in the root's listing (ZFS's snapdir property); default 'hidden'. It can be looked up either way. */
+  snapdir?: SnapdirVisibility;
 }
 
 export interface FuseMount {
@@ -82,23 +91,6 @@ const DRAIN_TIMEOUT_MS = 10_000;
 const TOOL_OUTPUT_MAX_BYTES = 4096;
 const HIDDEN_PREFIX = '.cairn-hidden-';
 
-const ERRNO = osConstants.errno as Readonly<Record<string, number>>;
-const E = {
-  EIO: ERRNO['EIO'] ?? 5,
-  ENOSYS: ERRNO['ENOSYS'] ?? 38,
-  EROFS: ERRNO['EROFS'] ?? 30,
-  EEXIST: ERRNO['EEXIST'] ?? 17,
-  EISDIR: ERRNO['EISDIR'] ?? 21,
-  EINVAL: ERRNO['EINVAL'] ?? 22,
-  EPERM: ERRNO['EPERM'] ?? 1,
-  ERANGE: ERRNO['ERANGE'] ?? 34,
-  EOPNOTSUPP: ERRNO['EOPNOTSUPP'] ?? 95,
-  ENOENT: ERRNO['ENOENT'] ?? 2,
-  EINTR: ERRNO['EINTR'] ?? 4,
-  EAGAIN: ERRNO['EAGAIN'] ?? 11,
-  ENODEV: ERRNO['ENODEV'] ?? 19,
-  ESTALE: ERRNO['ESTALE'] ?? 116,
-} as const;
 
 /**
  * Requests about a node the kernel already holds (not about a name in a directory). If the file system
@@ -180,12 +172,6 @@ for (;;) {
 }
 `;
 
-/** A reply that is just an errno, raised inside handlers. */
-class ErrnoReply extends Error {
-  constructor(readonly errnoNumber: number) {
-    super(`errno ${errnoNumber}`);
-  }
-}
 
 /** Maps an error to the positive errno the kernel gets (negated on the wire); unknown errors are EIO. */
 export function errnoOf(error: unknown): number {
@@ -261,6 +247,8 @@ class FuseSession {
   private readonly openCounts = new Map<number, number>();
   private readonly hidden = new Map<number, { parentIno: number; name: string }>();
   private readonly xattr: XattrCalls | null;
+  /** Set when `.cairn/snapshot` is served: tells which nodes are read-only whatever the mount is. */
+  private readonly snapshotNamespace: SnapshotNamespace | null;
   /** Serializes opens with unlinks and renames, so a file is either seen open or freed, never both. */
   private namespaceTail: Promise<void> = Promise.resolve();
 
@@ -270,6 +258,7 @@ class FuseSession {
     private readonly opts: MountOptions,
   ) {
     this.xattr = xattrCallsOf(fs);
+    this.snapshotNamespace = fs instanceof SnapshotNamespace ? fs : null;
     for (let i = 0; i < REQUESTS_IN_FLIGHT_MAX; i++) this.slots.push({ request: Buffer.from(new SharedArrayBuffer(SLOT_SIZE_BYTES)), reply: null });
     this.drained = new Promise((resolve) => (this.resolveDrained = resolve));
     this.initialized = new Promise((resolve, reject) => {
@@ -488,7 +477,10 @@ class FuseSession {
       }
       case Opcode.open: {
         const flags = req.readUInt32LE(body);
-        if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) this.refuseIfReadonly();
+        if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) {
+          this.refuseIfReadonly();
+          if (this.snapshotNamespace?.isReadonlyIno(nodeIno)) throw new ErrnoReply(E.EROFS);
+        }
         const fh = await this.withNamespaceLock(async () => {
           await fs.getattr(nodeIno);
           return this.openFile(nodeIno);
@@ -889,8 +881,11 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   if (!available.ok) throw new CairnError('ENOTSUP', available.reason);
   const st = await nodeFs.promises.stat(mountpoint);
   if (!st.isDirectory()) throw new CairnError('ENOTDIR', `mount point ${mountpoint} is not a directory`);
+  const served = opts.snapshots
+    ? new SnapshotNamespace(fs, opts.snapshots, { snapdir: opts.snapdir ?? 'hidden', listCacheMs: CACHE_VALID_SECONDS * 1000 })
+    : fs;
   const fd = await openDevice();
-  const session = new FuseSession(fd, fs, opts);
+  const session = new FuseSession(fd, served, opts);
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   const options = [
