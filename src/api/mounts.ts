@@ -12,7 +12,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { cleanupStaleMount, mountFilesystem } from '../fuse/index.js';
-import type { FuseMount } from '../fuse/index.js';
+import type { FuseMount, SnapdirVisibility, SnapshotProvider } from '../fuse/index.js';
 import type { FileSystemApi } from '../fs/index.js';
 import { CairnError } from '../util/errors.js';
 import { poolOfDataset } from './dataset-ops.js';
@@ -31,6 +31,40 @@ export interface MountRequest {
   followsProperty: boolean;
   fs: FileSystemApi;
   onSync: () => Promise<void>;
+  /**
+   * The pool's datasets (DatasetManager), to serve the dataset's snapshots under `.cairn/snapshot` with
+   * its snapdir property. Absent, or for a mounted snapshot: no `.cairn` directory.
+   */
+  datasets?: SnapshotDatasets;
+}
+
+/** What a mount needs of the pool's datasets to serve `.cairn/snapshot` (DatasetManager has all of it). */
+export interface SnapshotDatasets {
+  list(): ReadonlyArray<{ name: string }>;
+  open(name: string): Promise<FileSystemApi>;
+  getProperties(name: string, names?: string[]): Promise<ReadonlyArray<{ name: string; value: number | string }>>;
+}
+
+/**
+ * The snapshots of `dataset()` as the FUSE mount asks for them: short names (after `@`) and their file
+ * systems. The name is asked each time, so a mount that follows `cairn rename` lists the renamed ones.
+ */
+export function snapshotSource(datasets: SnapshotDatasets, dataset: () => string): SnapshotProvider {
+  return {
+    list: () => {
+      const prefix = `${dataset()}@`;
+      const names: string[] = [];
+      for (const entry of datasets.list()) if (entry.name.startsWith(prefix)) names.push(entry.name.slice(prefix.length));
+      return names;
+    },
+    open: (shortName) => datasets.open(`${dataset()}@${shortName}`),
+  };
+}
+
+/** The snapdir property of a dataset ('hidden' unless set to 'visible'), read when it is mounted. */
+export async function snapdirOf(datasets: SnapshotDatasets, dataset: string): Promise<SnapdirVisibility> {
+  const properties = await datasets.getProperties(dataset, ['snapdir']);
+  return properties.find((p) => p.name === 'snapdir')?.value === 'visible' ? 'visible' : 'hidden';
 }
 
 /** libuv threads kept free for pool I/O whatever the number of mounts. */
@@ -119,13 +153,20 @@ export class MountTable {
       }
       // Asynchronous on purpose: the directory may lie inside another of our mounts.
       await mkdir(request.mountpoint, { recursive: true, mode: 0o755 });
+      // The entry's name, not the request's: `cairn rename` renames the entry, and its snapshots with it.
+      let entry: MountEntry | null = null;
+      const snapshots =
+        request.datasets !== undefined && !request.dataset.includes('@')
+          ? { snapshots: snapshotSource(request.datasets, () => entry?.dataset ?? request.dataset), snapdir: await snapdirOf(request.datasets, request.dataset) }
+          : {};
       const handle = await mountFilesystem(request.fs, request.mountpoint, {
         readonly: request.readonly,
         name: request.dataset,
         onSync: request.onSync,
         onError: (error, opcode) => this.log(`mount ${request.mountpoint} (${request.dataset}): opcode ${opcode}: ${message(error)}`),
+        ...snapshots,
       });
-      const entry: MountEntry = {
+      entry = {
         dataset: request.dataset,
         mountpoint: request.mountpoint,
         readonly: request.readonly,

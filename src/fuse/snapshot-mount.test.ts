@@ -14,6 +14,9 @@ import { createPool, type PoolHandle } from '../pool/index.js';
 import type { FileSystemApi } from '../fs/types.js';
 import { fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
 import type { SnapshotProvider } from './snapshot-dir.js';
+// The daemon's wiring (api/mounts.ts) is checked here too, through the same real pool and mount: the one
+// place the test reaches up a layer.
+import { MountTable } from '../api/mounts.js';
 
 const MiB = 1024 * 1024;
 const POOL = 'snapmnt';
@@ -237,7 +240,32 @@ describe('.cairn/snapshot through a FUSE mount', { skip, timeout: 60_000 }, () =
     visible = null;
   });
 
-  it('a destroyed snapshot disappears; a file open in it reads ESTALE or EIO, and the mount lives on', async () => {
+  it('the daemon mount table serves the snapshots with the snapdir property, and follows a rename', async () => {
+    const table = new MountTable(join(dir, 'mounts.json'), () => undefined, 4);
+    const tableMnt = join(dir, 'table');
+    await pool!.datasets.setProperty(DATASET, 'snapdir', 'visible');
+    const p = pool!;
+    await table.mount({ dataset: DATASET, mountpoint: tableMnt, readonly: false, followsProperty: false, fs: live, onSync: () => p.sync(), datasets: p.datasets });
+    try {
+      assert.ok((await lines('ls', ['-a', tableMnt])).includes('.cairn'), 'snapdir=visible from the property');
+      assert.equal((await run('cat', [join(tableMnt, '.cairn/snapshot/before/a.txt')])).stdout, 'old');
+      const renamed = `${POOL}/renamed`;
+      await p.datasets.rename(DATASET, renamed);
+      await table.renameDataset(DATASET, renamed);
+      try {
+        await p.datasets.snapshot(`${renamed}@late`);
+        assert.equal((await run('cat', [join(tableMnt, '.cairn/snapshot/late/a.txt')])).stdout, 'new', 'snapshots of the renamed dataset');
+      } finally {
+        await p.datasets.destroy(`${renamed}@late`);
+        await p.datasets.rename(renamed, DATASET);
+      }
+    } finally {
+      await table.closeAll();
+      await p.datasets.setProperty(DATASET, 'snapdir', 'hidden');
+    }
+  });
+
+  it('a destroyed snapshot disappears; a file open in it reads ESTALE, and the mount lives on', async () => {
     await pool!.datasets.snapshot(`${DATASET}@doomed`);
     const reader = spawn('python3', ['-c', HOLD_AND_READ_PY, join(mnt, '.cairn/snapshot/doomed/a.txt')], { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
