@@ -16,7 +16,8 @@
  * number stays a safe JavaScript integer (< 2^53). That leaves 8190 snapshot indexes per mount; when they
  * run out, the index of a snapshot that no longer exists (or was replaced by a new one of the same name)
  * is reused, so a node id the kernel still caches from that dead snapshot would name a file of the new one
- * (the same caveat as inode reuse without generations, see docs/fuse.md).
+ * (the same caveat as inode reuse without generations, see docs/fuse.md). A gone snapshot's file system
+ * is let go as soon as a listing misses it, so memory does not grow with destroyed snapshots.
  *
  * Freshness. The snapshot listing is asked of the provider at most once per cache period (the attribute
  * timeout the kernel also uses), and again on a lookup of a name that was not in it, so a snapshot taken
@@ -62,8 +63,10 @@ const VIRTUAL_DIR_MODE = S_IFDIR | 0o555;
 interface SnapshotSlot {
   readonly index: number;
   readonly name: string;
-  /** Opened at first lookup; null while the slot only gave listing entries their numbers. */
+  /** Opened at first lookup; null while the slot only gave listing entries their numbers, or once dead. */
   fs: FileSystemApi | null;
+  /** The snapshot is gone (or replaced by a new one of the same name): its nodes answer ESTALE. */
+  dead: boolean;
 }
 
 export interface SnapshotNamespaceOptions {
@@ -141,7 +144,7 @@ export class SnapshotNamespace implements FileSystemApi {
   private async inside(ino: number): Promise<{ slot: SnapshotSlot; fs: FileSystemApi; inner: number }> {
     const index = Math.floor(ino / INODE_SPAN);
     const slot = this.bySlotIndex.get(index);
-    if (!slot) throw stale(); // a number from a slot that was reused, or never handed out
+    if (!slot || slot.dead) throw stale(); // a gone snapshot, or a number never handed out
     const fs = slot.fs ?? (slot.fs = await this.openFs(slot.name));
     const innerPart = ino - index * INODE_SPAN;
     return { slot, fs, inner: innerPart === 0 ? fs.rootIno : innerPart };
@@ -175,7 +178,15 @@ export class SnapshotNamespace implements FileSystemApi {
     const present = new Set((await this.provider.list()).filter(validSnapshotName));
     const names = [...present].sort();
     this.listing = { names, present, atMs: now };
+    for (const slot of this.byName.values()) if (!present.has(slot.name)) this.retire(slot);
     return this.listing;
+  }
+
+  /** Lets go of a gone snapshot's file system (so memory does not grow with destroyed snapshots); its nodes go stale. */
+  private retire(slot: SnapshotSlot): void {
+    slot.dead = true;
+    slot.fs = null;
+    if (this.byName.get(slot.name) === slot) this.byName.delete(slot.name);
   }
 
   /** A slot for `name`, reusing an index of a dead snapshot when all are taken; null when none is free. */
@@ -185,15 +196,15 @@ export class SnapshotNamespace implements FileSystemApi {
     let index = this.nextIndex < FS_INDEX_LIMIT ? this.nextIndex++ : -1;
     if (index < 0) {
       for (const slot of this.bySlotIndex.values()) {
-        if (this.byName.get(slot.name) !== slot || !present.has(slot.name)) {
+        if (slot.dead || !present.has(slot.name)) {
           index = slot.index;
-          if (this.byName.get(slot.name) === slot) this.byName.delete(slot.name);
+          this.retire(slot);
           break;
         }
       }
       if (index < 0) return null;
     }
-    const slot: SnapshotSlot = { index, name, fs: null };
+    const slot: SnapshotSlot = { index, name, fs: null, dead: false };
     this.bySlotIndex.set(index, slot);
     this.byName.set(name, slot);
     return slot;
@@ -209,7 +220,7 @@ export class SnapshotNamespace implements FileSystemApi {
     let slot = this.byName.get(name);
     if (slot && slot.fs !== null && slot.fs !== fs) {
       // destroyed and taken again under the same name: a new index, so nodes of the old one go stale
-      this.byName.delete(name);
+      this.retire(slot);
       slot = undefined;
     }
     slot ??= this.slotFor(name, listing.present) ?? undefined;
