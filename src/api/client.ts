@@ -18,8 +18,8 @@ import type { ApiResponse, DaemonInfo, Verb, VerbArgs, VerbResult, WireError } f
 /** bin/cairn.js names it, since the CLI may run from a transpiled copy elsewhere. */
 const DAEMON_BIN_PATH = process.env['CAIRN_DAEMON_BIN'] ?? fileURLToPath(new URL('../../bin/cairnd.js', import.meta.url));
 export const DAEMON_START_TIMEOUT_MS = 20_000;
-/** libuv threads for a daemon the CLI starts: room for about 60 mounts beside pool I/O. */
-const DAEMON_THREADPOOL_SIZE = 64;
+/** libuv threads for a daemon the CLI starts: device I/O of many pools and clients in parallel. */
+const DAEMON_THREADPOOL_SIZE = 16;
 const DAEMON_POLL_MS = 40;
 const RESPONSE_BYTES_MAX = 64 * JSON_BODY_BYTES_MAX;
 const LOG_BYTES_MAX = 10 * 1024 * 1024;
@@ -188,8 +188,7 @@ export async function startDaemon(home: CairnHome): Promise<DaemonInfo> {
       // Not the caller's directory: the daemon outlives it and must not pin it (or a mount under it).
       cwd: home.dir,
       stdio: ['ignore', logFd, logFd],
-      // Each FUSE mount keeps one libuv thread blocked on /dev/fuse (src/api/mounts.ts); the default 4
-      // threads would leave pool I/O none after a few mounts. Read by libuv once, so it must be set here.
+      // Read by libuv once at startup, so it must be set here.
       env: { UV_THREADPOOL_SIZE: String(DAEMON_THREADPOOL_SIZE), ...process.env, CAIRN_HOME: home.dir },
     });
     child.once('exit', (code) => {

@@ -3,8 +3,7 @@
  * whose process is gone is stale and taken over), the lock is re-read after a moment so two daemons that
  * broke the same stale lock at once cannot both win, and a socket that still answers is never stolen.
  * SIGTERM, SIGINT and `cairn daemon stop` unmount, end NBD exports and close the pools cleanly; the
- * pools stay remembered in pools.json. Each FUSE mount holds a libuv thread, so a cairnd started by hand
- * should get UV_THREADPOOL_SIZE (the CLI's auto-start sets 64); with libuv's default 4 it serves one mount.
+ * pools stay remembered in pools.json.
  */
 import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { connect } from 'node:net';

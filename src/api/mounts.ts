@@ -6,8 +6,8 @@
  * Two rules keep the daemon from waiting on itself (docs/fuse.md): nothing here touches a mount with a
  * synchronous fs call (creating a mountpoint inside another of our mounts goes through the thread pool
  * while the event loop serves the request), and unmounting is always an asynchronous child process.
- * Each mount keeps one libuv thread blocked in read(2) on /dev/fuse, so the number of mounts is capped
- * below the thread pool size (the CLI starts cairnd with UV_THREADPOOL_SIZE raised; see client.ts).
+ * Each mount has its own reader thread (a Worker blocked in read(2) on /dev/fuse, src/fuse), so mounts
+ * cost no libuv thread; MOUNTS_MAX bounds the threads and memory they take.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -67,19 +67,11 @@ export async function snapdirOf(datasets: SnapshotDatasets, dataset: string): Pr
   return properties.find((p) => p.name === 'snapdir')?.value === 'visible' ? 'visible' : 'hidden';
 }
 
-/** libuv threads kept free for pool I/O whatever the number of mounts. */
-const THREADS_RESERVED_FOR_IO = 3;
-const UV_THREADPOOL_SIZE_DEFAULT = 4;
+/** Mounts one cairnd serves: each is a reader thread with its request buffers (about 10 MiB). */
+export const MOUNTS_MAX = 256;
 const FORCE_SETTLE_ATTEMPTS = 20;
 const FORCE_SETTLE_MS = 100;
 const TOOL_TIMEOUT_MS = 10_000;
-
-/** Mounts this process may hold: one thread pool thread each, a few always left for pool I/O. */
-export function mountsMax(env: NodeJS.ProcessEnv = process.env): number {
-  const parsed = Number.parseInt(env['UV_THREADPOOL_SIZE'] ?? '', 10);
-  const threads = Number.isInteger(parsed) && parsed > 0 ? Math.min(parsed, 1024) : UV_THREADPOOL_SIZE_DEFAULT;
-  return Math.max(0, threads - THREADS_RESERVED_FOR_IO);
-}
 
 export class MountTable {
   private readonly mounts = new Map<string, MountEntry>();
@@ -89,7 +81,7 @@ export class MountTable {
   constructor(
     private readonly recordPath: string,
     private readonly log: (line: string) => void,
-    private readonly limit: number = mountsMax(),
+    private readonly limit: number = MOUNTS_MAX,
   ) {}
 
   /**
@@ -148,7 +140,7 @@ export class MountTable {
       if (this.mounts.size >= this.limit) {
         throw new CairnError(
           'EBUSY',
-          `cannot mount '${request.dataset}': this cairnd serves at most ${this.limit} mounts (each needs a libuv thread; start cairnd with a larger UV_THREADPOOL_SIZE)`,
+          `cannot mount '${request.dataset}': this cairnd serves at most ${this.limit} mounts`,
         );
       }
       // Asynchronous on purpose: the directory may lie inside another of our mounts.

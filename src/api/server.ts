@@ -589,6 +589,7 @@ export class DaemonServer {
       followsProperty: given === undefined,
       fs,
       onSync: () => handle.sync(),
+      datasets: handle.datasets,
     });
   }
 

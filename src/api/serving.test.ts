@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { BlockVolume } from '../dataset/index.js';
 import { nbdProtocol } from '../nbd/index.js';
 import { isCairnError } from '../util/errors.js';
-import { MountTable, compareMountpoints, mountsMax, renamedDataset, withinDataset } from './mounts.js';
+import { MountTable, compareMountpoints, renamedDataset, withinDataset } from './mounts.js';
 import { NbdExportTable, VolumeExport, parseListen } from './nbd-exports.js';
 
 /** A volume in memory whose reads can be held open, to see an ending export wait for them. */
@@ -157,11 +157,6 @@ describe('serving helpers', () => {
     assert.ok(withinDataset('tank/a/b', 'tank/a') && withinDataset('tank/a', 'tank/a') && !withinDataset('tank/ab', 'tank/a'));
   });
 
-  it('caps mounts below the libuv thread pool size', () => {
-    assert.equal(mountsMax({}), 1);
-    assert.equal(mountsMax({ UV_THREADPOOL_SIZE: '64' }), 61);
-    assert.equal(mountsMax({ UV_THREADPOOL_SIZE: 'x' }), 1);
-  });
 });
 
 describe('NBD export table and exports', () => {

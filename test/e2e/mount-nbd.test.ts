@@ -212,6 +212,10 @@ describe(`NBD exports and FUSE mounts served by cairnd (seed ${SEED})`, () => {
       assert.equal((await okTool('cat', [`${mnt}/a/b/note`])).toString(), 'second\n');
       assert.equal((await box.ok(['cat', 'tank/fs@s1:/a/b/note'])).stdout, 'first\n');
       assert.equal((await box.ok(['cat', 'tank/fs:/a/b/note'])).stdout, 'second\n');
+      // Snapshots are browsable under the hidden .cairn/snapshot directory, as .zfs/snapshot.
+      assert.equal((await okTool('cat', [`${mnt}/.cairn/snapshot/s1/a/b/note`])).toString(), 'first\n');
+      assert.equal((await okTool('ls', [`${mnt}/.cairn/snapshot`])).toString(), 's1\n');
+      assert.ok(!(await okTool('ls', ['-a', mnt])).toString().split('\n').includes('.cairn'), 'snapdir=hidden');
     });
 
     it('a snapshot mounts read-only (EROFS); mounting a mounted dataset or a volume is refused', async () => {
