@@ -89,7 +89,6 @@ const CACHE_VALID_SECONDS = 1;
 const INIT_TIMEOUT_MS = 10_000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const TOOL_OUTPUT_MAX_BYTES = 4096;
-const HIDDEN_PREFIX = '.cairn-hidden-';
 
 
 /**
@@ -243,14 +242,9 @@ class FuseSession {
   private readonly files = new Map<number, FileHandle>();
   private readonly dirs = new Map<number, DirHandle>();
   private nextHandle = 1;
-  /** Open file handles per inode, to keep an unlinked open file alive (see hideIfOpen). */
-  private readonly openCounts = new Map<number, number>();
-  private readonly hidden = new Map<number, { parentIno: number; name: string }>();
   private readonly xattr: XattrCalls | null;
   /** Set when `.cairn/snapshot` is served: tells which nodes are read-only whatever the mount is. */
   private readonly snapshotNamespace: SnapshotNamespace | null;
-  /** Serializes opens with unlinks and renames, so a file is either seen open or freed, never both. */
-  private namespaceTail: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly fd: number,
@@ -322,6 +316,9 @@ class FuseSession {
     if (this.ended) return;
     this.ended = true;
     if (error) this.opts.onError?.(error, 0);
+    // The kernel sends no RELEASE for handles still open when the connection ends: release them here
+    // (what cannot be released now, the unlinked set frees when the file system is next opened).
+    for (const fh of [...this.files.keys()]) void this.release(BigInt(fh));
     this.rejectInitialized(new CairnError('EIO', `FUSE connection ended before INIT${error ? `: ${error.message}` : ''}`));
     this.maybeDrained();
   }
@@ -369,17 +366,7 @@ class FuseSession {
     }
   }
 
-  private async withNamespaceLock<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.namespaceTail;
-    let release!: () => void;
-    this.namespaceTail = new Promise((resolve) => (release = resolve));
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
+
 
   private ino(nodeId: number): number {
     return nodeId === FUSE_ROOT_ID ? this.fs.rootIno : nodeId;
@@ -448,10 +435,7 @@ class FuseSession {
       case Opcode.unlink: {
         this.refuseIfReadonly();
         const name = readName(req, body, lengthBytes).name;
-        await this.withNamespaceLock(async () => {
-          await this.hideIfOpen(nodeIno, name);
-          await fs.unlink(nodeIno, name);
-        });
+        await fs.unlink(nodeIno, name);
         return this.send(slot, unique, 0, 0);
       }
       case Opcode.rmdir:
@@ -466,7 +450,7 @@ class FuseSession {
         const names = body + (opcode === Opcode.rename2 ? 16 : 8);
         const oldName = readName(req, names, lengthBytes);
         const newName = readName(req, oldName.next, lengthBytes).name;
-        await this.withNamespaceLock(() => this.rename(nodeIno, oldName.name, newParentIno, newName, flags));
+        await this.rename(nodeIno, oldName.name, newParentIno, newName, flags);
         return this.send(slot, unique, 0, 0);
       }
       case Opcode.link: {
@@ -481,10 +465,7 @@ class FuseSession {
           this.refuseIfReadonly();
           if (this.snapshotNamespace?.isReadonlyIno(nodeIno)) throw new ErrnoReply(E.EROFS);
         }
-        const fh = await this.withNamespaceLock(async () => {
-          await fs.getattr(nodeIno);
-          return this.openFile(nodeIno);
-        });
+        const fh = await this.openFile(nodeIno);
         return this.replyOpen(slot, unique, fh);
       }
       case Opcode.create:
@@ -582,10 +563,15 @@ class FuseSession {
     return this.fs.setattr(ino, attr);
   }
 
-  private openFile(ino: number): number {
+  /**
+   * The file system tracks opens (retain/release), so an unlinked open file stays usable with nlink 0
+   * and is freed at its last release. ENOENT when the inode is gone.
+   */
+  private async openFile(ino: number): Promise<number> {
+    if (this.fs.retain) await this.fs.retain(ino);
+    else await this.fs.getattr(ino);
     const fh = this.nextHandle++;
     this.files.set(fh, { ino });
-    this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
     return fh;
   }
 
@@ -608,7 +594,7 @@ class FuseSession {
     const flags = req.readUInt32LE(body);
     const mode = req.readUInt32LE(body + 4);
     const name = readName(req, body + 16, lengthBytes).name;
-    const { st, fh } = await this.withNamespaceLock(async () => {
+    const { st, fh } = await (async () => {
       let created: Stat;
       try {
         created = await this.fs.create(parentIno, name, { mode: mode & S_IPERM, uid, gid });
@@ -620,8 +606,8 @@ class FuseSession {
         if (created.kind === 'directory') throw new ErrnoReply(E.EISDIR);
         if (flags & O_TRUNC && created.sizeBytes > 0) created = await this.fs.setattr(created.ino, { sizeBytes: 0 });
       }
-      return { st: created, fh: this.openFile(created.ino) };
-    });
+      return { st: created, fh: await this.openFile(created.ino) };
+    })();
     const out = slot.reply!;
     putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
@@ -644,39 +630,11 @@ class FuseSession {
     const handle = this.files.get(Number(fh));
     if (!handle) return;
     this.files.delete(Number(fh));
-    const count = (this.openCounts.get(handle.ino) ?? 1) - 1;
-    if (count > 0) {
-      this.openCounts.set(handle.ino, count);
-      return;
-    }
-    this.openCounts.delete(handle.ino);
-    const hidden = this.hidden.get(handle.ino);
-    if (!hidden) return;
-    this.hidden.delete(handle.ino);
     try {
-      await this.fs.unlink(hidden.parentIno, hidden.name);
+      await this.fs.release?.(handle.ino);
     } catch (e) {
-      if (!isCairnError(e, 'ENOENT')) this.opts.onError?.(e, Opcode.release);
+      this.opts.onError?.(e, Opcode.release);
     }
-  }
-
-  /**
-   * The file system frees a file at its last unlink, even while it is open. So before a name that
-   * holds the last link of an open file goes away (unlink, rename over it), give the file a hidden
-   * second name in the same directory; the last release removes that name and frees the file.
-   */
-  private async hideIfOpen(parentIno: number, name: string): Promise<void> {
-    if (this.openCounts.size === 0) return;
-    let st: Stat;
-    try {
-      st = await this.fs.lookup(parentIno, name);
-    } catch {
-      return; // the real call reports it
-    }
-    if (st.kind !== 'file' || !this.openCounts.has(st.ino) || this.hidden.has(st.ino) || st.nlink > 1) return;
-    const hiddenName = `${HIDDEN_PREFIX}${st.ino}`;
-    await this.fs.link(st.ino, parentIno, hiddenName);
-    this.hidden.set(st.ino, { parentIno, name: hiddenName });
   }
 
   private async rename(parentIno: number, name: string, newParentIno: number, newName: string, flags: number): Promise<void> {
@@ -690,8 +648,6 @@ class FuseSession {
         },
       );
       if (exists) throw new ErrnoReply(E.EEXIST);
-    } else {
-      await this.hideIfOpen(newParentIno, newName);
     }
     await this.fs.rename(parentIno, name, newParentIno, newName);
   }

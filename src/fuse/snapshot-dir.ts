@@ -420,4 +420,13 @@ export class SnapshotNamespace implements FileSystemApi {
     if (ino >= INODE_SPAN) throw readonly();
     return this.live.removexattr(ino, name);
   }
+
+  // Snapshot inodes are never freed while the snapshot exists: only live opens are tracked.
+  async retain(ino: number): Promise<void> {
+    if (ino < INODE_SPAN) await this.live.retain?.(ino);
+  }
+
+  async release(ino: number): Promise<void> {
+    if (ino < INODE_SPAN) await this.live.release?.(ino);
+  }
 }
