@@ -7,9 +7,11 @@
  *   rss        peak RSS of a separate process writing BENCH_RSS_MB with a 256 MiB cache
  *   zfs-fuse   the shared peer workload (../shared/peers/zfs-fuse.sh) when zfs-fuse can be installed
  *   datasets   snapshot / clone / rollback / destroy and small-file creates, against zfs-fuse (datasets.ts)
+ *   mounts     the same workloads through a Cairn FUSE mount, zfs-fuse and bindfs; nbdcopy against nbdkit (mount.ts)
  *
  * Environment: BENCH_MB (default 2048), BENCH_RSS_MB (default 4096), BENCH_DIR (default a dir under
- * /var/tmp), BENCH_PEERS=0 to skip zfs-fuse, BENCH_DS_FILES and BENCH_DS_MB size the dataset part.
+ * /var/tmp), BENCH_PEERS=0 to skip zfs-fuse, BENCH_DS_FILES and BENCH_DS_MB size the dataset part,
+ * BENCH_MOUNT_FILES, BENCH_TREE_FILES and BENCH_FIO_SECONDS the mount part (BENCH_PEERS=0 also skips bindfs).
  * Results go to stdout as Markdown tables.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -21,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { createPool, importPool } from '../src/pool/index.js';
 import type { PoolHandle } from '../src/pool/index.js';
 import { datasetOptionsFromEnv, runDatasetBench } from './datasets.js';
+import { mountOptionsFromEnv, runMountBench } from './mount.js';
 
 const MiB = 1024 * 1024;
 const totalMb = Number(process.env['BENCH_MB'] ?? 2048);
@@ -186,6 +189,7 @@ async function main(): Promise<void> {
     console.log(`cairn library single / zfs-fuse: write ${((single['writeMBps'] ?? 0) / pw).toFixed(2)}, read ${((single['readMBps'] ?? 0) / pr).toFixed(2)}`);
   }
   await runDatasetBench(datasetOptionsFromEnv(benchDir));
+  await runMountBench(mountOptionsFromEnv(benchDir));
   await rm(benchDir, { recursive: true, force: true });
 }
 
