@@ -1476,10 +1476,13 @@ export class DatasetManager {
         const snaps = moving();
         const after = this.nodes.get(origin.phys.nextSnapshot) as DsNode; // a newer snapshot of O, or O
         const newOriginOfClone = oldHead.phys.originSnapshot;
-        // The clone's chain: O's snapshots up to S, then the clone.
-        clone.phys.prevSnapshot = origin.id;
+        // The clone's chain: O's snapshots up to S, then the clone's own snapshots (the oldest of them
+        // has no previous one while it is a clone), then the clone.
+        let firstOwn: DsNode = clone;
+        while (firstOwn.phys.prevSnapshot !== 0) firstOwn = this.nodes.get(firstOwn.phys.prevSnapshot) as DsNode;
+        firstOwn.phys.prevSnapshot = origin.id;
         clone.phys.originSnapshot = newOriginOfClone;
-        origin.phys.nextSnapshot = clone.id;
+        origin.phys.nextSnapshot = firstOwn.id;
         // O's chain: what followed S, which now starts at S as a clone of it.
         after.phys.prevSnapshot = 0;
         oldHead.phys.originSnapshot = origin.id;
@@ -1512,7 +1515,7 @@ export class DatasetManager {
         }
         clone.phys.uniqueBytes = await this.bytesBornAfter(clone, this.originTxg(clone));
         oldHead.phys.uniqueBytes = await this.bytesBornAfter(oldHead, origin.phys.createTxg);
-        for (const n of [clone, oldHead, origin, after, ...snaps]) await this.writePhys(n);
+        for (const n of new Set([clone, firstOwn, oldHead, origin, after, ...snaps])) await this.writePhys(n);
         await this.recountSnapUsed(clone);
         await this.recountSnapUsed(oldHead);
       });
