@@ -63,3 +63,36 @@ test('promote of a clone with snapshots of its own: they stay in its chain (used
   await assertSpaceExact(pool, 'end');
   await pool.export();
 });
+
+test('rollback after promote: usedbydataset follows the new origin on both sides', async () => {
+  const rig = await makePool('rvr', 9200);
+  const pool = rig.pool;
+  const rnd = new Random(9201);
+  await pool.datasets.create('rvr/o');
+  const o = await pool.datasets.open('rvr/o');
+  await put(o, 'a', rnd.bytes(2 * MiB)); // before the origin: the promoted clone's after promote
+  await pool.datasets.snapshot('rvr/o@s');
+  await pool.datasets.clone('rvr/o@s', 'rvr/c');
+  const c = await pool.datasets.open('rvr/c');
+  await put(c, 'cb', rnd.bytes(100_000));
+  await pool.datasets.snapshot('rvr/c@c1');
+  await put(c, 'cd', rnd.bytes(MiB));
+  await put(o, 'b', rnd.bytes(100_000));
+  await pool.datasets.snapshot('rvr/o@t');
+  await put(o, 'd', rnd.bytes(MiB));
+  await pool.datasets.promote('rvr/c');
+  await pool.datasets.rollback('rvr/o@t');
+  await pool.datasets.rollback('rvr/c@c1');
+  await pool.sync();
+  // o is now a clone of c@s: a (born before s) is not its own.
+  const usedO = await num(pool, 'rvr/o', 'usedbydataset');
+  assert.ok(usedO < MiB, `o's usedbydataset after rollback is b and metadata only (${usedO})`);
+  // c is no clone any more: a is its own.
+  const usedC = await num(pool, 'rvr/c', 'usedbydataset');
+  assert.ok(usedC >= 2 * MiB, `c's usedbydataset after rollback includes a (${usedC})`);
+  assert.ok((await get(c, 'a').catch(async () => get(await pool.datasets.open('rvr/c'), 'a'))).length === 2 * MiB);
+  await destroyMatchesReclaim(pool, 'rvr/o', { recursive: true });
+  await destroyMatchesReclaim(pool, 'rvr/c', { recursive: true });
+  await assertSpaceExact(pool, 'end');
+  await pool.export();
+});

@@ -1098,12 +1098,19 @@ export class DatasetManager {
       }, async () => {
         // Free what the head wrote since the snapshot: a walk pruned at the snapshot's txg.
         const current = (head.os as ObjectSet).root;
-        await os.traverse(async (bp) => this.host.env.freeBlock(bp), current, snap.phys.createTxg);
-        // Dead-listed blocks are the snapshot's, live again in the head.
+        let freedBytes = 0;
+        await os.traverse(async (bp) => {
+          freedBytes += allocatedBytes(bp);
+          this.host.env.freeBlock(bp);
+        }, current, snap.phys.createTxg);
+        // Dead-listed blocks are the snapshot's, live again in the head. usedbydataset follows from the
+        // head's own figure, not the snapshot's: a promote since may have moved the origin (and with it
+        // which blocks are the head's own), which the snapshot's recorded figure does not know.
+        const revivedBytes = head.phys.deadList === 0 ? 0 : await deadListBytesBornAfter(this.mosStore, head.phys.deadList, this.originTxg(head));
         if (head.phys.deadList !== 0) await freeDeadList(this.mosStore, head.phys.deadList);
         head.pendingDead = [];
         Object.assign(head.phys, {
-          rootBp: snap.phys.rootBp, deadList: 0, referencedBytes: snap.phys.referencedBytes, uniqueBytes: snap.phys.uniqueBytes,
+          rootBp: snap.phys.rootBp, deadList: 0, referencedBytes: snap.phys.referencedBytes, uniqueBytes: head.phys.uniqueBytes - freedBytes + revivedBytes,
           compressedBytes: snap.phys.compressedBytes, uncompressedBytes: snap.phys.uncompressedBytes, writtenBytes: 0,
         });
         head.live.live = false;
