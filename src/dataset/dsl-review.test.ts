@@ -96,3 +96,22 @@ test('rollback after promote: usedbydataset follows the new origin on both sides
   await assertSpaceExact(pool, 'end');
   await pool.export();
 });
+
+test('destroy -r of a tree holding a clone of a snapshot in the same tree succeeds, whatever the order', async () => {
+  const rig = await makePool('rvd', 9300);
+  const pool = rig.pool;
+  const rnd = new Random(9301);
+  for (const [src, dst] of [['a', 'b'], ['z', 'y']]) {
+    await pool.datasets.create(`rvd/t${src}/${src}`, { parents: true });
+    await put(await pool.datasets.open(`rvd/t${src}/${src}`), 'f', rnd.bytes(MiB));
+    await pool.datasets.snapshot(`rvd/t${src}/${src}@s`);
+    await pool.datasets.clone(`rvd/t${src}/${src}@s`, `rvd/t${src}/${dst}`);
+    await put(await pool.datasets.open(`rvd/t${src}/${dst}`), 'g', rnd.bytes(MiB));
+  }
+  // zfs destroy -r: a dependent clone inside the tree being destroyed is no obstacle.
+  await destroyMatchesReclaim(pool, 'rvd/ta', { recursive: true });
+  await destroyMatchesReclaim(pool, 'rvd/tz', { recursive: true });
+  assert.deepEqual(pool.datasets.list().map((e) => e.name), ['rvd']);
+  await assertSpaceExact(pool, 'end');
+  await pool.export();
+});

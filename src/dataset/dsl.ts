@@ -1618,6 +1618,9 @@ export class DatasetManager {
     const planned = new Set<number>();
     const order: DsNode[] = [];
     const blockers: string[] = [];
+    // Clones are blockers only if the plan does not take them anyway (zfs destroy -r: a clone inside
+    // the tree is no obstacle), which is known once the whole plan is made.
+    const dependentClones: Array<{ snap: DsNode; clone: DsNode }> = [];
     const addHead = (head: DsNode): void => {
       if (planned.has(head.id)) return;
       planned.add(head.id);
@@ -1631,7 +1634,7 @@ export class DatasetManager {
       for (const cloneId of snap.clones) {
         const clone = this.nodes.get(cloneId) as DsNode;
         if (options.dependents === true) addHead(clone);
-        else if (!planned.has(cloneId)) blockers.push(`'${snap.name}' has dependent clone '${clone.name}'`);
+        else dependentClones.push({ snap, clone });
       }
       if (snap.holds.size > 0) blockers.push(`'${snap.name}' is held by ${[...snap.holds.keys()].join(', ')}`);
       planned.add(snap.id);
@@ -1651,6 +1654,9 @@ export class DatasetManager {
         if (deps.length > 0) throw new CairnError('EBUSY', `cannot destroy '${top.name}': it has children or snapshots: ${deps.join(', ')} (use -r to destroy them too)`);
       }
       addHead(top);
+    }
+    for (const { snap, clone } of dependentClones) {
+      if (!planned.has(clone.id)) blockers.unshift(`'${snap.name}' has dependent clone '${clone.name}'`);
     }
     if (blockers.length > 0) {
       const cloneHint = options.dependents !== true && blockers.some((b) => b.includes('dependent clone')) ? ' (use -R to destroy dependent clones)' : '';
