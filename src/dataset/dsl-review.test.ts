@@ -115,3 +115,18 @@ test('destroy -r of a tree holding a clone of a snapshot in the same tree succee
   await assertSpaceExact(pool, 'end');
   await pool.export();
 });
+
+test('destroy -n -r of a filesystem holding a thick volume: an unused reservation is not reclaimed space', async () => {
+  const rig = await makePool('rvv', 9400);
+  const pool = rig.pool;
+  await pool.datasets.create('rvv/p');
+  await pool.datasets.create('rvv/p/vol', { volsizeBytes: 16 * MiB });
+  const vol = await pool.datasets.openVolume('rvv/p/vol');
+  await vol.write(0, new Random(9401).bytes(MiB));
+  await vol.flush();
+  await pool.datasets.create('rvv/p/res', { properties: { reservation: '8M' } });
+  // used counts the reservations (zfs does); what comes back is only what was written.
+  await destroyMatchesReclaim(pool, 'rvv/p', { recursive: true }, false);
+  await assertSpaceExact(pool, 'end');
+  await pool.export();
+});

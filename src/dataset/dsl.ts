@@ -547,6 +547,13 @@ export class DatasetManager {
     return used;
   }
 
+  /** `used` without reservations: the bytes a head and its descendants actually hold (destroy frees them). */
+  private writtenUsedNow(node: DsNode): number {
+    let bytes = node.phys.uniqueBytes + node.snapUsedBytes;
+    for (const c of this.childNodes(node)) bytes += this.writtenUsedNow(c);
+    return bytes;
+  }
+
   /** What a child takes from its parent: its use, or its reservation when larger. */
   private chargeToParent(node: DsNode, withDirty: boolean): number {
     return Math.max(this.usedNow(node, withDirty), node.localNumber('reservation'));
@@ -1698,7 +1705,7 @@ export class DatasetManager {
       if (n.isSnapshot) continue;
       const parent = this.parentOf(n);
       if (parent && gone.has(parent.id)) continue; // counted in the parent's used
-      bytes += this.usedNow(n, false) - this.unusedRefreservation(n);
+      bytes += this.writtenUsedNow(n);
     }
     const byHead = new Map<number, DsNode[]>();
     for (const n of plan) {
