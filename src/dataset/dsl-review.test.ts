@@ -130,3 +130,29 @@ test('destroy -n -r of a filesystem holding a thick volume: an unused reservatio
   await assertSpaceExact(pool, 'end');
   await pool.export();
 });
+
+test('quota: writes a child makes inside its reservation, or into a thick volume, do not count twice in the parent', async () => {
+  const rig = await makePool('rvq', 9500);
+  const pool = rig.pool;
+  const rnd = new Random(9501);
+  await pool.datasets.create('rvq/p', { properties: { quota: '8400K' } });
+  await pool.datasets.create('rvq/p/c', { properties: { reservation: '8M' } });
+  // The parent already counts the 8 MiB reservation (less than a record short of its quota, with its
+  // own metadata); 6 MiB written inside the reservation change nothing up there.
+  const c = await pool.datasets.open('rvq/p/c');
+  await put(c, 'f', rnd.bytes(6 * MiB));
+  await pool.sync();
+  assert.equal(await num(pool, 'rvq/p', 'usedbychildren'), 8 * MiB, 'the parent counts the reservation, not reservation + data');
+  // A thick volume can be filled whatever quota is above it: its refreservation already counts.
+  await pool.datasets.create('rvq/v', { properties: { quota: '17M' } });
+  await pool.datasets.create('rvq/v/vol', { volsizeBytes: 16 * MiB });
+  const vol = await pool.datasets.openVolume('rvq/v/vol');
+  const data = rnd.bytes(16 * MiB);
+  for (let at = 0; at < data.length; at += MiB) await vol.write(at, data.subarray(at, at + MiB));
+  await vol.flush();
+  assert.ok((await vol.read(0, 16 * MiB)).equals(data));
+  // And the quota still holds: the parent refuses what goes past it.
+  await pool.datasets.create('rvq/p/d');
+  await assert.rejects(put(await pool.datasets.open('rvq/p/d'), 'g', rnd.bytes(MiB)), (e: unknown) => (e as { code?: string }).code === 'EDQUOT');
+  await pool.export();
+});

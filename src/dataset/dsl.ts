@@ -513,9 +513,12 @@ export class DatasetManager {
     if (refquota > 0 && node.phys.referencedBytes + node.dirtyBytes * copies + charge > refquota) {
       throw new CairnError('EDQUOT', `disk quota exceeded: refquota of '${node.name}' (${formatPropertyValue('refquota', refquota)})`);
     }
+    // Each ancestor's used as it would be with the write: a child's growth inside its reservation, and
+    // data filling a refreservation, are already counted there.
+    const write = { node, bytes: charge };
     for (let a: DsNode | undefined = node; a; a = this.parentOf(a)) {
       const quota = a.localNumber('quota');
-      if (quota > 0 && this.usedNow(a, true) + charge > quota) {
+      if (quota > 0 && this.usedNow(a, true, write) > quota) {
         throw new CairnError('EDQUOT', `disk quota exceeded: quota of '${a.name}' (${formatPropertyValue('quota', quota)})`);
       }
     }
@@ -540,10 +543,16 @@ export class DatasetManager {
     return Math.max(0, node.localNumber('refreservation') - node.phys.referencedBytes);
   }
 
-  /** `used` of a head (zfs: usedbydataset + usedbysnapshots + usedbychildren + usedbyrefreservation). */
-  private usedNow(node: DsNode, withDirty: boolean): number {
-    let used = node.phys.uniqueBytes + node.snapUsedBytes + this.unusedRefreservation(node) + (withDirty ? node.dirtyBytes : 0);
-    for (const c of this.childNodes(node)) used += this.chargeToParent(c, withDirty);
+  /**
+   * `used` of a head (zfs: usedbydataset + usedbysnapshots + usedbychildren + usedbyrefreservation);
+   * withDirty adds the data not yet synced (and `write`, a write being checked), which first fills
+   * the unused refreservation, as it will once synced.
+   */
+  private usedNow(node: DsNode, withDirty: boolean, write?: { node: DsNode; bytes: number }): number {
+    const pending = (withDirty ? node.dirtyBytes : 0) + (write?.node === node ? write.bytes : 0);
+    const unusedRefreservation = Math.max(0, this.unusedRefreservation(node) - pending);
+    let used = node.phys.uniqueBytes + node.snapUsedBytes + unusedRefreservation + pending;
+    for (const c of this.childNodes(node)) used += this.chargeToParent(c, withDirty, write);
     return used;
   }
 
@@ -555,8 +564,8 @@ export class DatasetManager {
   }
 
   /** What a child takes from its parent: its use, or its reservation when larger. */
-  private chargeToParent(node: DsNode, withDirty: boolean): number {
-    return Math.max(this.usedNow(node, withDirty), node.localNumber('reservation'));
+  private chargeToParent(node: DsNode, withDirty: boolean, write?: { node: DsNode; bytes: number }): number {
+    return Math.max(this.usedNow(node, withDirty, write), node.localNumber('reservation'));
   }
 
   /** Unused reservations of every head outside node's line (its ancestors' and its own cover its writes). */
