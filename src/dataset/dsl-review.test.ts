@@ -156,3 +156,66 @@ test('quota: writes a child makes inside its reservation, or into a thick volume
   await assert.rejects(put(await pool.datasets.open('rvq/p/d'), 'g', rnd.bytes(MiB)), (e: unknown) => (e as { code?: string }).code === 'EDQUOT');
   await pool.export();
 });
+
+test('rename into a parent whose quota it would exceed is refused (zfs: out of space), one that fits moves', async () => {
+  const rig = await makePool('rvn', 9600);
+  const pool = rig.pool;
+  const rnd = new Random(9601);
+  await pool.datasets.create('rvn/small', { properties: { quota: '4M' } });
+  await pool.datasets.create('rvn/big');
+  await put(await pool.datasets.open('rvn/big'), 'f', rnd.bytes(3 * MiB));
+  await pool.datasets.create('rvn/res', { properties: { reservation: '5M' } });
+  await pool.sync();
+  await put(await pool.datasets.open('rvn/small'), 'g', rnd.bytes(2 * MiB));
+  await pool.sync();
+  await assert.rejects(pool.datasets.rename('rvn/big', 'rvn/small/big'), (e: unknown) => ['ENOSPC', 'EDQUOT'].includes((e as { code?: string }).code ?? ''));
+  await assert.rejects(pool.datasets.rename('rvn/res', 'rvn/small/res'), (e: unknown) => ['ENOSPC', 'EDQUOT'].includes((e as { code?: string }).code ?? ''));
+  assert.ok(pool.datasets.exists('rvn/big') && pool.datasets.exists('rvn/res'));
+  await pool.datasets.create('rvn/tiny');
+  await pool.datasets.rename('rvn/tiny', 'rvn/small/tiny');
+  const used = await num(pool, 'rvn/small', 'used');
+  assert.ok(used <= 4 * MiB, `the quota holds (${used})`);
+  await pool.export();
+});
+
+test('properties survive export/import: readonly, recordsize, atime, copies, a clone\'s compression, user properties on snapshots', async () => {
+  const rig = await makePool('rvo', 9700);
+  let pool = rig.pool;
+  await pool.datasets.create('rvo/a');
+  await put(await pool.datasets.open('rvo/a'), 'f', Buffer.from('data'));
+  await pool.datasets.snapshot('rvo/a@s');
+  await pool.datasets.setProperty('rvo/a@s', 'org.cairn:note', 'before upgrade');
+  await pool.datasets.clone('rvo/a@s', 'rvo/c', { properties: { compression: 'zstd', recordsize: '32K' } });
+  await pool.datasets.setProperty('rvo/c', 'atime', 'off');
+  await pool.datasets.setProperty('rvo/c', 'copies', '2');
+  await pool.datasets.setProperty('rvo/a', 'readonly', 'on');
+  await pool.export();
+  pool = await rig.reimport();
+  const value = async (n: string, p: string): Promise<unknown> => (await pool.datasets.getProperties(n, [p]))[0]?.value;
+  assert.equal(await value('rvo/a@s', 'org.cairn:note'), 'before upgrade');
+  assert.equal(await value('rvo/c', 'compression'), 'zstd');
+  assert.equal(await value('rvo/c', 'recordsize'), 32 * 1024);
+  assert.equal(await value('rvo/c', 'atime'), 'off');
+  assert.equal(await value('rvo/c', 'copies'), 2);
+  assert.equal(await value('rvo/a', 'readonly'), 'on');
+  const c = (await pool.datasets.open('rvo/c')) as unknown as { recordSizeBytes: number; atimeUpdates: boolean };
+  assert.equal(c.recordSizeBytes, 32 * 1024);
+  assert.equal(c.atimeUpdates, false);
+  const a = await pool.datasets.open('rvo/a');
+  await assert.rejects(put(a, 'g', Buffer.from('x')), (e: unknown) => (e as { code?: string }).code === 'EROFS');
+  // copies=2 is what the clone writes with after import.
+  const cfs = await pool.datasets.open('rvo/c');
+  const ref0 = await num(pool, 'rvo/c', 'referenced');
+  await put(cfs, 'r', new Random(9701).bytes(MiB));
+  await pool.sync();
+  assert.ok((await num(pool, 'rvo/c', 'referenced')) - ref0 >= 2 * MiB, 'copies=2 after import');
+  // A snapshot renamed keeps its user property; its clone still names it as origin.
+  await pool.datasets.rename('rvo/a@s', 'rvo/a@t');
+  assert.equal(await value('rvo/a@t', 'org.cairn:note'), 'before upgrade');
+  assert.equal(await value('rvo/c', 'origin'), 'rvo/a@t');
+  await pool.export();
+  pool = await rig.reimport();
+  assert.equal(await value('rvo/c', 'origin'), 'rvo/a@t');
+  assert.equal(await value('rvo/a@t', 'org.cairn:note'), 'before upgrade');
+  await pool.export();
+});

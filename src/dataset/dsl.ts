@@ -1440,6 +1440,7 @@ export class DatasetManager {
       const newParent = this.node(parentName);
       if (newParent.isVolume || newParent.isSnapshot) throw new CairnError('EINVAL', `cannot rename to '${to}': parent '${parentName}' is not a filesystem`);
       const oldParent = this.parentOf(node) as DsNode;
+      if (newParent !== oldParent) this.checkTransfer(node, oldParent, newParent, to);
       const oldKey = from.slice(oldParent.name.length + 1);
       const newKey = to.slice(parentName.length + 1);
       await this.host.hold(async () => {
@@ -1453,6 +1454,22 @@ export class DatasetManager {
       this.renameInMemory(node, to);
       this.applyPolicies(); // inherited values may come from a new parent now
     });
+  }
+
+  /**
+   * A move under a new parent brings what the dataset uses (or reserves, when more) into every new
+   * ancestor below the common one: each quota there must still hold (zfs dsl_dir_transfer_possible).
+   */
+  private checkTransfer(node: DsNode, oldParent: DsNode, newParent: DsNode, to: string): void {
+    const oldLine = new Set<number>();
+    for (let a: DsNode | undefined = oldParent; a; a = this.parentOf(a)) oldLine.add(a.id);
+    const movingBytes = this.chargeToParent(node, true);
+    for (let a: DsNode | undefined = newParent; a && !oldLine.has(a.id); a = this.parentOf(a)) {
+      const quota = a.localNumber('quota');
+      if (quota > 0 && this.usedNow(a, true) + movingBytes > quota) {
+        throw new CairnError('ENOSPC', `cannot rename '${node.name}' to '${to}': out of space (quota of '${a.name}' is ${formatPropertyValue('quota', quota)})`);
+      }
+    }
   }
 
   /** Renames a node, every head below it and all their snapshots in the name index. */
