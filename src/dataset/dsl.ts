@@ -1373,14 +1373,20 @@ export class DatasetManager {
     if (!volume) throw new CairnError('EINVAL', `'volsize' does not apply to '${node.name}'`);
     validateVolsize(bytes, volume.blockSizeBytes);
     const thick = node.localNumber('refreservation') === volume.sizeBytes;
-    if (thick && bytes > volume.sizeBytes) await this.checkSpaceProperty(node, 'refreservation', bytes);
-    await volume.resize(bytes);
-    if (thick) {
-      await this.host.hold(async () => {
-        await this.storeProp(node, 'refreservation', bytes);
-        if (node.physDirty) await this.writePhys(node);
-      });
+    const storeRefreservation = (): Promise<void> => this.host.hold(async () => {
+      await this.storeProp(node, 'refreservation', bytes);
+      if (node.physDirty) await this.writePhys(node);
+    });
+    // The size and the refreservation change in different txgs (the volume frees in bounded holds):
+    // the reservation grows before the size and shrinks after it, so a power cut between the two leaves
+    // a volume reserving more than its size, never less.
+    const growing = bytes > volume.sizeBytes;
+    if (thick && growing) {
+      await this.checkSpaceProperty(node, 'refreservation', bytes);
+      await storeRefreservation();
     }
+    await volume.resize(bytes);
+    if (thick && !growing) await storeRefreservation();
   }
 
   /** zfs inherit [-r]: drops the local value (of the dataset and, with -r, every descendant). */
