@@ -24,10 +24,12 @@ async function destroyMatchesReclaim(pool: Pool, name: string, options: { recurs
   await pool.datasets.destroyWith(name, options);
   await settle(pool);
   const freed = pool.status().space.freeBytes - free0;
-  // MOS records of the destroyed datasets (a few KiB each, several copies) are not counted, as in zfs.
-  assert.ok(Math.abs(freed - dry.reclaimBytes) < 256 * 1024, `${name}: destroy -n said ${dry.reclaimBytes}, the pool got back ${freed}`);
+  // MOS records of the destroyed datasets (the dataset object, its kvs and dead list: a few KiB each,
+  // several copies) are not counted, as in zfs; anything a data block's size or more is a real error.
+  const slackBytes = 64 * 1024 * dry.destroyed.length;
+  assert.ok(Math.abs(freed - dry.reclaimBytes) < slackBytes, `${name}: destroy -n said ${dry.reclaimBytes}, the pool got back ${freed}`);
   if (usedBefore !== undefined && !name.includes('@')) {
-    assert.ok(Math.abs(freed - usedBefore) < 256 * 1024, `${name}: used was ${usedBefore}, the pool got back ${freed}`);
+    assert.ok(Math.abs(freed - usedBefore) < slackBytes, `${name}: used was ${usedBefore}, the pool got back ${freed}`);
   }
   return freed;
 }
@@ -261,4 +263,77 @@ test('thick volume resize: a power cut between its steps never leaves the volume
     assert.ok(refreservation >= size, `${fromSize} → ${toSize}: volsize ${size} with refreservation ${refreservation} after the power cut`);
     await pool.export();
   }
+});
+
+test('clone of a clone promoted twice, renamed, rolled back: used and destroy -n match what each destroy frees', async () => {
+  const rig = await makePool('rvx', 9900);
+  let pool = rig.pool;
+  const rnd = new Random(9901);
+  await pool.datasets.create('rvx/o');
+  const o = await pool.datasets.open('rvx/o');
+  await put(o, 'a', rnd.bytes(MiB));
+  await pool.datasets.snapshot('rvx/o@s1');
+  await put(o, 'a2', rnd.bytes(300_000));
+  await pool.datasets.clone('rvx/o@s1', 'rvx/c1');
+  const c1 = await pool.datasets.open('rvx/c1');
+  await put(c1, 'b', rnd.bytes(700_000));
+  await c1.unlink(c1.rootIno, 'a'); // c1's dead list: a (born before its origin)
+  await pool.datasets.snapshot('rvx/c1@s2');
+  await put(c1, 'b', rnd.bytes(200_000)); // c1@s2 alone holds the first b
+  await pool.datasets.clone('rvx/c1@s2', 'rvx/c2');
+  const c2 = await pool.datasets.open('rvx/c2');
+  await put(c2, 'c', rnd.bytes(500_000));
+  await pool.datasets.snapshot('rvx/c2@own');
+  await c2.unlink(c2.rootIno, 'c');
+  await pool.datasets.promote('rvx/c2'); // takes c1@s2; c1 becomes its clone; c2's origin is o@s1
+  await pool.datasets.rename('rvx/c2', 'rvx/deep/c2', { parents: true });
+  await pool.datasets.promote('rvx/deep/c2'); // takes o@s1; o becomes its clone
+  await pool.datasets.rollback('rvx/deep/c2@own');
+  await pool.sync();
+  const names = pool.datasets.list().map((e) => e.name);
+  assert.deepEqual(names, ['rvx', 'rvx/c1', 'rvx/deep', 'rvx/deep/c2', 'rvx/deep/c2@own', 'rvx/deep/c2@s1', 'rvx/deep/c2@s2', 'rvx/o']);
+  for (const n of names.filter((x) => !x.includes('@'))) {
+    const exact = await pool.datasets.space(n);
+    assert.equal(await num(pool, n, 'usedbysnapshots'), exact.usedBySnapshotsBytes, `${n} usedbysnapshots`);
+    assert.equal(await num(pool, n, 'used'), exact.usedBytes, `${n} used`);
+  }
+  await assertSpaceExact(pool, 'after the promotes');
+  await pool.export();
+  pool = await rig.reimport();
+  assert.equal((await get(await pool.datasets.open('rvx/deep/c2'), 'c')).length, 500_000);
+  assert.equal((await get(await pool.datasets.open('rvx/deep/c2@s1'), 'a')).length, MiB);
+  await destroyMatchesReclaim(pool, 'rvx/o');
+  await destroyMatchesReclaim(pool, 'rvx/c1');
+  await destroyMatchesReclaim(pool, 'rvx/deep/c2@s2');
+  await destroyMatchesReclaim(pool, 'rvx/deep/c2@own');
+  await destroyMatchesReclaim(pool, 'rvx/deep', { recursive: true });
+  await assertSpaceExact(pool, 'end');
+  await pool.export();
+});
+
+test('destroy -R: a chain of clones of clones goes, clones first; a hold anywhere in it refuses it all', async () => {
+  const rig = await makePool('rvc', 9950);
+  const pool = rig.pool;
+  const rnd = new Random(9951);
+  await pool.datasets.create('rvc/a');
+  await put(await pool.datasets.open('rvc/a'), 'f', rnd.bytes(MiB));
+  let from = 'rvc/a';
+  for (let i = 0; i < 4; i++) {
+    await pool.datasets.snapshot(`${from}@s`);
+    await pool.datasets.clone(`${from}@s`, `rvc/k${i}`);
+    from = `rvc/k${i}`;
+    await put(await pool.datasets.open(from), `g${i}`, rnd.bytes(300_000));
+  }
+  await pool.datasets.hold('keep', 'rvc/k2@s');
+  await assert.rejects(pool.datasets.destroyWith('rvc/a', { dependents: true }), (e: unknown) => (e as { code?: string }).code === 'EBUSY' && /rvc\/k2@s/.test((e as Error).message));
+  assert.equal(pool.datasets.list().length, 10, 'a refused plan destroys nothing');
+  await pool.datasets.release('keep', 'rvc/k2@s');
+  const dry = await pool.datasets.destroyWith('rvc/a', { dependents: true, dryRun: true });
+  for (let i = 0; i < 4; i++) {
+    assert.ok(dry.destroyed.indexOf(`rvc/k${i}`) < dry.destroyed.indexOf(i === 0 ? 'rvc/a@s' : `rvc/k${i - 1}@s`), `k${i} before its origin`);
+  }
+  await destroyMatchesReclaim(pool, 'rvc/a', { dependents: true }, false); // used does not count the clones
+  assert.deepEqual(pool.datasets.list().map((e) => e.name), ['rvc']);
+  await assertSpaceExact(pool, 'end');
+  await pool.export();
 });
