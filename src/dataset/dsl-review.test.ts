@@ -337,3 +337,136 @@ test('destroy -R: a chain of clones of clones goes, clones first; a hold anywher
   await assertSpaceExact(pool, 'end');
   await pool.export();
 });
+
+test('rollback of a clone, a renamed snapshot cloned and destroyed with -R: figures match what destroys free', async () => {
+  const rig = await makePool('rvb', 9970);
+  let pool = rig.pool;
+  const rnd = new Random(9971);
+  await pool.datasets.create('rvb/o');
+  const o = await pool.datasets.open('rvb/o');
+  await put(o, 'a', rnd.bytes(MiB));
+  await put(o, 'k', rnd.bytes(400_000));
+  await pool.datasets.snapshot('rvb/o@s');
+  await pool.datasets.clone('rvb/o@s', 'rvb/c');
+  const c = await pool.datasets.open('rvb/c');
+  await put(c, 'x', rnd.bytes(600_000));
+  await pool.datasets.snapshot('rvb/c@c1');
+  await c.unlink(c.rootIno, 'a');
+  await c.unlink(c.rootIno, 'x');
+  await put(c, 'y', rnd.bytes(800_000));
+  await pool.datasets.rollback('rvb/c@c1');
+  await pool.sync();
+  const cNow = await pool.datasets.open('rvb/c');
+  assert.equal((await get(cNow, 'x')).length, 600_000);
+  assert.equal((await get(cNow, 'a')).length, MiB);
+  assert.equal(await num(pool, 'rvb/c', 'usedbysnapshots'), 0, 'nothing freed since c1');
+  await pool.datasets.rename('rvb/o@s', 'rvb/o@renamed');
+  await pool.datasets.clone('rvb/o@renamed', 'rvb/c2');
+  await put(await pool.datasets.open('rvb/c2'), 'z', rnd.bytes(300_000));
+  await pool.export();
+  pool = await rig.reimport();
+  await destroyMatchesReclaim(pool, 'rvb/c@c1', {});
+  await destroyMatchesReclaim(pool, 'rvb/o@renamed', { dependents: true });
+  assert.deepEqual(pool.datasets.list().map((e) => e.name), ['rvb', 'rvb/o']);
+  await destroyMatchesReclaim(pool, 'rvb/o');
+  await assertSpaceExact(pool, 'end');
+  await pool.export();
+});
+
+interface AuditNode {
+  id: number;
+  name: string;
+  isSnapshot: boolean;
+  phys: { prevSnapshot: number; nextSnapshot: number; referencedBytes: number; uniqueBytes: number; rootBp: unknown; parentDir: number };
+  snapshots: Map<string, number>;
+  os: { traverse(visit: (bp: { dvas: Array<{ asize: number }> }) => Promise<void>, root?: unknown, minBirthTxg?: number): Promise<void> } | null;
+}
+
+/**
+ * Checks the figures the manager keeps against walks of the trees (the independent truth): every
+ * head's snapshot chain is exactly its snapshots, referenced is what its tree holds, usedbydataset is
+ * what it holds born after its origin, and usedbysnapshots is the dead-list count.
+ */
+async function audit(pool: Pool, when: string): Promise<void> {
+  const m = pool.datasets as unknown as { nodes: Map<number, AuditNode>; originTxg(n: AuditNode): number };
+  const walker = [...m.nodes.values()].find((n) => n.os !== null)?.os;
+  assert.ok(walker);
+  const walk = async (root: unknown, minBirthTxg: number): Promise<number> => {
+    let bytes = 0;
+    await walker.traverse(async (bp) => {
+      for (const d of bp.dvas) bytes += d.asize;
+    }, root, minBirthTxg);
+    return bytes;
+  };
+  for (const n of m.nodes.values()) {
+    assert.equal(n.phys.referencedBytes, await walk(n.os ? (n.os as unknown as { root: unknown }).root : n.phys.rootBp, 0), `${when}: referenced of ${n.name}`);
+    if (n.isSnapshot) continue;
+    const chain: number[] = [];
+    for (let id = n.phys.prevSnapshot; id !== 0; id = m.nodes.get(id)?.phys.prevSnapshot ?? 0) chain.push(id);
+    const own = chain.filter((id) => m.nodes.get(id)?.phys.parentDir === n.id);
+    assert.deepEqual(new Set(own), new Set(n.snapshots.values()), `${when}: snapshot chain of ${n.name}`);
+    assert.equal(n.phys.uniqueBytes, await walk((n.os as unknown as { root: unknown }).root, m.originTxg(n)), `${when}: usedbydataset of ${n.name}`);
+    const exact = await pool.datasets.space(n.name);
+    assert.equal(await num(pool, n.name, 'usedbysnapshots'), exact.usedBySnapshotsBytes, `${when}: usedbysnapshots of ${n.name}`);
+  }
+}
+
+test('seeded review simulation: promotes of clones with snapshots, rollbacks, renames; figures match tree walks', async () => {
+  const seeds = process.env['CAIRN_SEED'] ? [Number(process.env['CAIRN_SEED'])] : [1, 2, 3, 4, 5, 6];
+  for (const seed of seeds) {
+    const rig = await makePool(`rs${seed}`, 10_000 + seed);
+    const pool = rig.pool;
+    const rnd = new Random(seed);
+    let counter = 0;
+    const heads = (): string[] => pool.datasets.list().filter((e) => !e.name.includes('@')).map((e) => e.name);
+    const snaps = (): string[] => pool.datasets.list().filter((e) => e.name.includes('@')).map((e) => e.name);
+    try {
+      for (let step = 0; step < 70; step++) {
+        const r = rnd.next();
+        const when = `seed ${seed} step ${step}`;
+        try {
+          if (r < 0.3) {
+            const fs = await pool.datasets.open(rnd.pick(heads()));
+            const file = `f${rnd.int(4)}`;
+            if (rnd.next() < 0.3) await fs.unlink(fs.rootIno, file).catch(() => undefined);
+            else await put(fs, file, rnd.bytes(rnd.int(150_000)));
+          } else if (r < 0.45) {
+            await pool.datasets.snapshot(`${rnd.pick(heads())}@s${counter++}`);
+          } else if (r < 0.55 && snaps().length > 0) {
+            await pool.datasets.clone(rnd.pick(snaps()), `rs${seed}/c${counter++}`);
+          } else if (r < 0.65) {
+            const clones = [];
+            for (const h of heads()) if ((await pool.datasets.getProperties(h, ['origin']))[0]?.value !== '-') clones.push(h);
+            if (clones.length > 0) await pool.datasets.promote(rnd.pick(clones));
+          } else if (r < 0.73 && snaps().length > 0) {
+            await pool.datasets.rollback(rnd.pick(snaps()));
+          } else if (r < 0.8) {
+            const victims = [...snaps(), ...heads().filter((h) => h !== `rs${seed}`)];
+            if (victims.length > 0) await pool.datasets.destroyWith(rnd.pick(victims), { recursive: rnd.next() < 0.5 });
+          } else if (r < 0.86) {
+            const candidates = [...snaps(), ...heads().filter((h) => h !== `rs${seed}`)];
+            if (candidates.length === 0) continue;
+            const from = rnd.pick(candidates);
+            const to = from.includes('@') ? `${from.slice(0, from.indexOf('@'))}@r${counter++}` : `rs${seed}/r${counter++}`;
+            await pool.datasets.rename(from, to);
+          } else if (r < 0.9) {
+            await pool.datasets.create(`rs${seed}/d${counter++}`);
+          } else {
+            await pool.sync();
+            await audit(pool, when);
+          }
+        } catch (e) {
+          if (!['EBUSY', 'EEXIST', 'ENOENT'].includes((e as { code?: string }).code ?? '')) throw e;
+        }
+      }
+      await pool.sync();
+      await audit(pool, `seed ${seed} end`);
+      await assertSpaceExact(pool, `seed ${seed} end`);
+      await pool.export();
+    } catch (e) {
+      console.error(`review simulation failed: CAIRN_SEED=${seed}`);
+      await pool.abandon().catch(() => undefined);
+      throw e;
+    }
+  }
+});
