@@ -470,3 +470,18 @@ test('seeded review simulation: promotes of clones with snapshots, rollbacks, re
     }
   }
 });
+
+test('destroy -r fs@snap: the descendants\' snapshots go even where fs itself has none (zfs), none at all is ENOENT', async () => {
+  const rig = await makePool('rvs', 9990);
+  const pool = rig.pool;
+  await pool.datasets.create('rvs/b/c', { parents: true });
+  await pool.datasets.create('rvs/b/d');
+  await pool.datasets.snapshotMany(['rvs/b@x'], { recursive: true });
+  await pool.datasets.destroy('rvs/b@x');
+  const result = await pool.datasets.destroyWith('rvs/b@x', { recursive: true });
+  assert.deepEqual(result.destroyed.sort(), ['rvs/b/c@x', 'rvs/b/d@x']);
+  assert.deepEqual(pool.datasets.list().map((e) => e.name), ['rvs', 'rvs/b', 'rvs/b/c', 'rvs/b/d']);
+  await assert.rejects(pool.datasets.destroyWith('rvs/b@x', { recursive: true }), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+  await assert.rejects(pool.datasets.destroyWith('rvs/b@x'), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+  await pool.export();
+});

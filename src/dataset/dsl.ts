@@ -1639,7 +1639,10 @@ export class DatasetManager {
    */
   destroyWith(name: string, options: DestroyOptions = {}): Promise<DestroyResult> {
     return this.serial(async () => {
-      const plan = this.destroyPlan(this.node(name), name, options);
+      // destroy -r fs@snap needs no fs@snap: the descendants' snapshots of that name go (zfs).
+      const recursiveSnapshot = name.includes('@') && (options.recursive === true || options.dependents === true) && !this.byName.has(name);
+      const plan = this.destroyPlan(recursiveSnapshot ? this.node(name.slice(0, name.indexOf('@'))) : this.node(name), name, options);
+      if (plan.length === 0) throw new CairnError('ENOENT', `could not find any snapshots to destroy: '${name}'`);
       const reclaimBytes = await this.reclaimOf(plan);
       if (options.dryRun === true) return { destroyed: plan.map((n) => n.name), reclaimBytes };
       const destroyed: string[] = [];
@@ -1679,9 +1682,10 @@ export class DatasetManager {
       planned.add(snap.id);
       order.push(snap);
     };
-    if (top.isSnapshot) {
+    if (name.includes('@')) {
       const short = name.slice(name.indexOf('@') + 1);
-      const heads = recursive ? this.subtree(this.nodes.get(top.phys.parentDir) as DsNode) : [this.nodes.get(top.phys.parentDir) as DsNode];
+      const head = top.isSnapshot ? this.nodes.get(top.phys.parentDir) as DsNode : top;
+      const heads = recursive ? this.subtree(head) : [head];
       for (const h of heads) {
         const id = h.snapshots.get(short);
         if (id !== undefined) addSnapshot(this.nodes.get(id) as DsNode);
