@@ -485,3 +485,17 @@ test('destroy -r fs@snap: the descendants\' snapshots go even where fs itself ha
   await assert.rejects(pool.datasets.destroyWith('rvs/b@x'), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
   await pool.export();
 });
+
+test('refreservation beyond the dataset\'s own quota or refquota is refused (zfs: out of space)', async () => {
+  const rig = await makePool('rvf', 9995);
+  const pool = rig.pool;
+  await pool.datasets.create('rvf/q', { properties: { quota: '10M' } });
+  await pool.datasets.create('rvf/r', { properties: { refquota: '10M' } });
+  for (const name of ['rvf/q', 'rvf/r']) {
+    await assert.rejects(pool.datasets.setProperty(name, 'refreservation', '20M'), (e: unknown) => (e as { code?: string }).code === 'ENOSPC', name);
+    await pool.datasets.setProperty(name, 'refreservation', '5M');
+  }
+  // With it in place the dataset can still be written up to its quota.
+  await put(await pool.datasets.open('rvf/q'), 'f', new Random(9996).bytes(4 * MiB));
+  await pool.export();
+});

@@ -1364,6 +1364,12 @@ export class DatasetManager {
       const parent = this.parentOf(node);
       const avail = parent ? this.availableNow(parent) : this.host.availableBytes() - this.reservedOutside(node);
       if (extra > avail) throw new CairnError('ENOSPC', `cannot set ${prop} of '${node.name}' to ${size(bytes)}: out of space (${size(avail)} available)`);
+      // A refreservation counts in the dataset's own used: its quota and refquota bound it too (zfs).
+      const refquota = node.localNumber('refquota');
+      const ownQuotaExceeded = quota > 0 && extra > 0 && this.usedNow(node, true) + extra > quota;
+      if (prop === 'refreservation' && (ownQuotaExceeded || (refquota > 0 && bytes > refquota))) {
+        throw new CairnError('ENOSPC', `cannot set refreservation of '${node.name}' to ${size(bytes)}: out of space (more than its ${ownQuotaExceeded ? 'quota' : 'refquota'} allows)`);
+      }
     }
   }
 
