@@ -499,3 +499,26 @@ test('refreservation beyond the dataset\'s own quota or refquota is refused (zfs
   await put(await pool.datasets.open('rvf/q'), 'f', new Random(9996).bytes(4 * MiB));
   await pool.export();
 });
+
+test('quota with copies=2: dirty data counts at its copies, so a burst of writes cannot land past the quota', async () => {
+  const rig = await makePool('rvk', 9997);
+  const pool = rig.pool;
+  await pool.datasets.create('rvk/a', { properties: { quota: '6M', copies: '2', compression: 'off' } });
+  const fs = await pool.datasets.open('rvk/a');
+  const ino = (await fs.create(fs.rootIno, 'f', { mode: 0o644 })).ino;
+  const rnd = new Random(9998);
+  let refused = false;
+  for (let at = 0; at < 5 * MiB && !refused; at += 256 * 1024) {
+    try {
+      await fs.write(ino, at, rnd.bytes(256 * 1024));
+    } catch (e) {
+      assert.equal((e as { code?: string }).code, 'EDQUOT');
+      refused = true;
+    }
+  }
+  assert.ok(refused, '5 MiB at two copies is 10 MiB: past a 6 MiB quota');
+  await pool.sync();
+  const used = await num(pool, 'rvk/a', 'used');
+  assert.ok(used <= 6 * MiB, `used ${used} stays within the 6 MiB quota`);
+  await pool.export();
+});

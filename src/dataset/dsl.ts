@@ -549,11 +549,16 @@ export class DatasetManager {
    * the unused refreservation, as it will once synced.
    */
   private usedNow(node: DsNode, withDirty: boolean, write?: { node: DsNode; bytes: number }): number {
-    const pending = (withDirty ? node.dirtyBytes : 0) + (write?.node === node ? write.bytes : 0);
+    const pending = (withDirty ? this.dirtyChargeBytes(node) : 0) + (write?.node === node ? write.bytes : 0);
     const unusedRefreservation = Math.max(0, this.unusedRefreservation(node) - pending);
     let used = node.phys.uniqueBytes + node.snapUsedBytes + unusedRefreservation + pending;
     for (const c of this.childNodes(node)) used += this.chargeToParent(c, withDirty, write);
     return used;
+  }
+
+  /** Dirty data as it will be allocated: once per copy (the bytes written are logical). */
+  private dirtyChargeBytes(node: DsNode): number {
+    return node.dirtyBytes * (node.os?.policy.copies ?? 1);
   }
 
   /** `used` without reservations: the bytes a head and its descendants actually hold (destroy frees them). */
