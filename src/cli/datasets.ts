@@ -96,6 +96,29 @@ export function resolveRenameTarget(from: string, to: string, usage: string): st
   return to;
 }
 
+
+/** zfs hold / release [-r] TAG SNAPSHOT...: the same shape, one verb each. */
+function holdCommand(verb: 'hold' | 'release'): Command {
+  return {
+    words: [verb],
+    usage: `cairn ${verb} [-r] TAG SNAPSHOT...`,
+    flags: { r: 'boolean' },
+    async run(context, args, usage) {
+      expectPositionals(args, usage, ['tag', 'snapshot name'], Infinity);
+      const [tag = '', ...names] = args.positionals;
+      for (const name of names) checkName(name, 'snapshot', usage);
+      const client = await context.client();
+      await client.call(`dataset.${verb}`, {
+        tag,
+        names,
+        ...(args.booleans.has('r') ? { recursive: true } : {}),
+        command: context.commandLine,
+      });
+      return 0;
+    },
+  };
+}
+
 export const DATASET_COMMANDS: Command[] = [
   {
     words: ['create'],
@@ -299,42 +322,8 @@ export const DATASET_COMMANDS: Command[] = [
       return 0;
     },
   },
-  {
-    words: ['hold'],
-    usage: 'cairn hold [-r] TAG SNAPSHOT...',
-    flags: { r: 'boolean' },
-    async run(context, args, usage) {
-      expectPositionals(args, usage, ['tag', 'snapshot name'], Infinity);
-      const [tag = '', ...names] = args.positionals;
-      for (const name of names) checkName(name, 'snapshot', usage);
-      const client = await context.client();
-      await client.call('dataset.hold', {
-        tag,
-        names,
-        ...(args.booleans.has('r') ? { recursive: true } : {}),
-        command: context.commandLine,
-      });
-      return 0;
-    },
-  },
-  {
-    words: ['release'],
-    usage: 'cairn release [-r] TAG SNAPSHOT...',
-    flags: { r: 'boolean' },
-    async run(context, args, usage) {
-      expectPositionals(args, usage, ['tag', 'snapshot name'], Infinity);
-      const [tag = '', ...names] = args.positionals;
-      for (const name of names) checkName(name, 'snapshot', usage);
-      const client = await context.client();
-      await client.call('dataset.release', {
-        tag,
-        names,
-        ...(args.booleans.has('r') ? { recursive: true } : {}),
-        command: context.commandLine,
-      });
-      return 0;
-    },
-  },
+  holdCommand('hold'),
+  holdCommand('release'),
   {
     words: ['holds'],
     usage: 'cairn holds [-r] [-H] SNAPSHOT...',
