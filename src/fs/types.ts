@@ -81,7 +81,7 @@ export interface FileSystemApi {
   statfs(): Promise<{ totalBytes: number; freeBytes: number; availableBytes: number; files: number }>;
   /**
    * Extended attributes, with Linux's rules: a name is 1-255 bytes (else ERANGE) in the user., trusted.,
-   * security. or system. namespace (else EOPNOTSUPP; a bare prefix is EINVAL), a value at most 64 KiB
+   * security. namespace (else EOPNOTSUPP, system.* included: no POSIX ACLs; a bare prefix is EINVAL), a value at most 64 KiB
    * (else E2BIG). user.* attributes exist only on files and directories (EPERM to set one elsewhere,
    * ENODATA to read one). Setting or removing one changes ctime.
    */

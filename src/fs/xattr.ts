@@ -66,11 +66,14 @@ export function checkXattrValueSize(value: Buffer): void {
   }
 }
 
-/** The namespace prefix of a name; EOPNOTSUPP for none Linux knows, EINVAL for a bare prefix ("user."). */
+/** The namespace prefix of a name; EOPNOTSUPP for none Linux knows and for system.*, EINVAL for a bare prefix ("user."). */
 export function xattrNamespace(name: string): (typeof XATTR_NAMESPACES)[number] {
   for (const prefix of XATTR_NAMESPACES) {
     if (name.startsWith(prefix)) {
       if (name.length === prefix.length) throw new CairnError('EINVAL', `extended attribute name "${name}" is only a namespace`);
+      // system.* holds what the kernel interprets (POSIX ACLs): Cairn enforces none, so it stores none,
+      // as a Linux file system mounted without ACL support answers (and `ls -l` then stops asking).
+      if (prefix === 'system.') throw new CairnError('EOPNOTSUPP', `extended attribute "${name}": POSIX ACLs are not supported`);
       return prefix;
     }
   }
