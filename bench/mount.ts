@@ -29,15 +29,16 @@
  * Alone: `BENCH_MB=1024 node --import tsx bench/mount.ts`.
  */
 import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createPool } from '../src/pool/index.js';
 import type { PoolHandle } from '../src/pool/index.js';
-import { fuseAvailable, mountFilesystem } from '../src/fuse/index.js';
+import { cleanupStaleMount, fuseAvailable, mountFilesystem } from '../src/fuse/index.js';
 import type { FuseMount } from '../src/fuse/index.js';
 import { NbdServer } from '../src/nbd/index.js';
 import type { BlockExport } from '../src/nbd/index.js';
@@ -168,10 +169,89 @@ interface ChildResult {
   stderr: string;
 }
 
+/** Children running now, each the leader of its own process group, so an interrupted run can end them. */
+const liveChildren = new Set<ChildProcess>();
+
+/**
+ * Processes of one process group, by pid, with their command names (from /proc/PID/stat: "pid (comm) state
+ * ppid pgrp ...").
+ */
+async function processGroupMembers(pgid: number): Promise<Array<{ pid: number; comm: string }>> {
+  const members: Array<{ pid: number; comm: string }> = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const fields = stat.slice(close + 2).split(' ');
+    if (Number(fields[2]) === pgid) members.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, close) });
+  }
+  return members;
+}
+
+/**
+ * SIGTERM, by pid, to every process of the group a child of ours leads (a hung dd or fio under bash goes
+ * too). The zfs-fuse daemon is spared: zfs-fuse.sh's exit trap needs it alive to destroy its pool (and
+ * so unmount), and stops it by its pid afterwards; killed first, it would leave dead mounts behind.
+ */
+async function terminateGroup(pgid: number): Promise<void> {
+  for (const member of await processGroupMembers(pgid)) {
+    if (member.comm !== 'zfs-fuse') signalPid(member.pid, 'SIGTERM');
+  }
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Stops every running child (terminateGroup) and waits up to 10 s. zfs-fuse 0.7 was seen to hang for
+ * minutes on the SIGTERM its script sends after an interrupted workload (after destroying the pool), so
+ * a zfs-fuse still there is then killed, its script's trap left 5 s to finish, the rest of the group
+ * killed, and the daemon's /zfs-kstat mount, dead by then, detached.
+ */
+async function stopChildren(): Promise<void> {
+  const children = [...liveChildren];
+  const closed = children.map((child) => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('close', () => resolve());
+  }));
+  const allClosed = (timeoutMs: number): Promise<unknown> => Promise.race([Promise.all(closed), sleepMs(timeoutMs)]);
+  for (const child of children) {
+    if (child.pid !== undefined) await terminateGroup(child.pid);
+  }
+  await allClosed(10_000);
+  const stuck = children.filter((child) => child.pid !== undefined && child.exitCode === null && child.signalCode === null);
+  if (stuck.length === 0) return;
+  let killedZfsFuse = false;
+  for (const child of stuck) {
+    for (const member of await processGroupMembers(child.pid ?? 0)) {
+      if (member.comm !== 'zfs-fuse') continue;
+      killedZfsFuse = true;
+      signalPid(member.pid, 'SIGKILL');
+    }
+  }
+  await allClosed(5_000);
+  for (const child of stuck) {
+    for (const member of await processGroupMembers(child.pid ?? 0)) signalPid(member.pid, 'SIGKILL');
+  }
+  await allClosed(5_000);
+  if (killedZfsFuse) await cleanupStaleMount('/zfs-kstat').catch(() => false);
+}
+
 /** Spawns and awaits a child without blocking this process's event loop (which may be serving a mount). */
 function runChild(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    liveChildren.add(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -180,16 +260,17 @@ function runChild(command: string, args: string[], options: { env?: NodeJS.Proce
     child.stderr.on('data', (chunk: Buffer) => {
       if (stderr.length < OUTPUT_MAX_BYTES) stderr += chunk.toString('utf8');
     });
-    // The whole group: a hung dd or fio under bash must go too. SIGTERM lets zfs-fuse.sh run its trap.
     const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
+      if (child.pid !== undefined) void terminateGroup(child.pid);
     }, options.timeoutMs ?? TOOL_TIMEOUT_MS);
     child.on('error', (error) => {
       clearTimeout(timer);
+      liveChildren.delete(child);
       reject(error);
     });
     child.on('close', (code) => {
       clearTimeout(timer);
+      liveChildren.delete(child);
       resolve({ code, stdout, stderr });
     });
   });
@@ -231,7 +312,7 @@ async function isMounted(path: string): Promise<boolean> {
   return mounts.split('\n').some((line) => line.split(' ')[1] === path);
 }
 
-/** Cleanup actions, run last-in first-out once, also on SIGINT/SIGTERM, so no mount or daemon outlives a run. */
+/** Cleanup actions, run last-in first-out, after success, failure or SIGINT/SIGTERM alike: no mount or daemon outlives a run. */
 class Cleanup {
   private readonly actions: Array<[what: string, action: () => Promise<void>]> = [];
 
@@ -596,26 +677,38 @@ export async function runMountBench(options: MountBenchOptions): Promise<string[
   const scratch = await mkdtemp(join(options.dir, 'cairn-mount-bench-'));
   const scoped = { ...options, dir: scratch };
   const cleanup = new Cleanup();
+  // A signal ends the running child; the step fails and the finally below cleans up, as on any failure.
+  let interrupted: NodeJS.Signals | null = null;
   const onSignal = (signal: NodeJS.Signals): void => {
-    console.error(`mount benchmark: ${signal}, cleaning up`);
-    void cleanup.runAll().finally(() => process.exit(1));
+    console.error(`mount benchmark: ${signal}, stopping and cleaning up`);
+    interrupted = signal;
+    void stopChildren();
+  };
+  const checkInterrupted = (): void => {
+    if (interrupted !== null) throw new Error(`mount benchmark interrupted by ${interrupted}`);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
     const inputs = await makeInputs(scoped);
+    checkInterrupted();
     const pool = await openCairnPool(inputs, cleanup);
     const cairn = await cairnMount(inputs, pool, cleanup);
     console.log(`cairn: ${JSON.stringify(cairn)}`);
+    checkInterrupted();
     const bindfs = await bindfsMount(inputs, cleanup);
     if (bindfs) console.log(`bindfs: ${JSON.stringify(bindfs)}`);
+    checkInterrupted();
     const zfs = await zfsFuseMount(inputs);
     if (zfs) console.log(`zfs-fuse: ${JSON.stringify(zfs)}`);
+    checkInterrupted();
     let nbd: { cairn: Figures; nbdkit: Figures } | null = null;
     const nbdkit = await nbdkitFile(inputs, cleanup);
+    checkInterrupted();
     if (nbdkit) {
       console.log(`nbdkit: ${JSON.stringify(nbdkit)}`);
       const cairnNbdFigures = await cairnNbd(inputs, pool, cleanup);
+      checkInterrupted();
       console.log(`cairn nbd: ${JSON.stringify(cairnNbdFigures)}`);
       nbd = { cairn: cairnNbdFigures, nbdkit };
     }
