@@ -10,6 +10,8 @@ command -v fusermount >/dev/null || want+=(fuse)
 command -v qemu-img >/dev/null || want+=(qemu-utils)
 command -v nbdinfo >/dev/null || want+=(libnbd-bin)
 command -v nbdkit >/dev/null || want+=(nbdkit)
+# The POSIX suite through a mount (test/posix) runs its checks in Python children.
+[ -x /usr/bin/python3 ] || want+=(python3)
 # A plain libfuse passthrough (the mount benchmark's reference).
 command -v bindfs >/dev/null || want+=(bindfs)
 [ ${#want[@]} -eq 0 ] && exit 0
