@@ -48,6 +48,7 @@ import {
   type InodePhys,
 } from './inode.js';
 import { Mutex } from '../util/mutex.js';
+import { nameByteLength } from '../util/name-bytes.js';
 
 /** The master node is the first object allocated in a new object set (id 0 is the meta-dnode). */
 export const MASTER_NODE_OBJECT_ID = 1;
@@ -164,7 +165,7 @@ export function validateName(name: string): void {
   if (name.includes('/') || name.includes('\0')) {
     throw new CairnError('EINVAL', `file name ${JSON.stringify(name)} contains '/' or NUL`);
   }
-  if (Buffer.byteLength(name, 'utf8') > NAME_SIZE_MAX_BYTES) {
+  if (nameByteLength(name) > NAME_SIZE_MAX_BYTES) {
     throw new CairnError('ENAMETOOLONG', `file name is longer than ${NAME_SIZE_MAX_BYTES} bytes`);
   }
 }

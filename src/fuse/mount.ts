@@ -6,6 +6,7 @@
  * At most REQUESTS_IN_FLIGHT_MAX requests run at once, each in a slot with a fixed request and reply
  * buffer, so memory is bounded whatever the clients do.
  */
+import { encodeNameBytes, nameByteLength } from '../util/name-bytes.js';
 import * as nodeFs from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
@@ -703,7 +704,7 @@ class FuseSession {
     for (let i = position - dir.pageStart; i < dir.entries.length && i >= 0; i++) {
       const entry = dir.entries[i];
       if (!entry) break;
-      const nameBytes = Buffer.byteLength(entry.name);
+      const nameBytes = nameByteLength(entry.name);
       const size = direntSizeBytes(nameBytes);
       if (at + size > end) break;
       this.putDirent(out, at, entry.ino, dir.pageStart + i + 1, direntType(entry.kind), entry.name, size);
@@ -716,7 +717,7 @@ class FuseSession {
     out.fill(0, at, at + size);
     out.writeBigUInt64LE(BigInt(ino), at);
     out.writeBigUInt64LE(BigInt(nextPosition), at + 8);
-    const nameBytes = out.write(name, at + DIRENT_HEADER_SIZE_BYTES, 'utf8');
+    const nameBytes = encodeNameBytes(name).copy(out, at + DIRENT_HEADER_SIZE_BYTES);
     out.writeUInt32LE(nameBytes, at + 16);
     out.writeUInt32LE(type, at + 20);
   }

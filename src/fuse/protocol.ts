@@ -5,6 +5,7 @@
  * each field so a reader can check them against fuse.h without a struct compiler.
  */
 import type { Stat } from '../fs/types.js';
+import { decodeNameBytes } from '../util/name-bytes.js';
 
 export const FUSE_KERNEL_VERSION = 7;
 /** The minor version Cairn answers with; the structure sizes below are those of 7.31. */
@@ -150,5 +151,5 @@ export function direntSizeBytes(nameBytes: number): number {
 export function readName(buf: Buffer, at: number, end: number): { name: string; next: number } {
   let nul = buf.indexOf(0, at);
   if (nul < 0 || nul > end) nul = end;
-  return { name: buf.toString('utf8', at, nul), next: nul + 1 };
+  return { name: decodeNameBytes(buf, at, nul), next: nul + 1 };
 }

@@ -2,6 +2,7 @@
  * The kv map: extendible hashing over one ObjectStore object, in the style of the OpenZFS fat ZAP.
  * The design, its invariants and the on-disk format are described in index.ts.
  */
+import { decodeNameBytes, encodeNameBytes } from '../util/name-bytes.js';
 import { randomBytes } from 'node:crypto';
 import { xxh64 } from '@node-rs/xxhash';
 import { ObjectType, type ObjectStore } from '../objects/types.js';
@@ -51,6 +52,7 @@ export const xxh64Salted: KvHashFunction = (keyBytes, salt) => xxh64(keyBytes, s
 const LOCATE_ATTEMPTS_MAX = 64;
 const CURSOR_LIMIT = 1n << 64n;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const BYTE_ESCAPE = /(?<![\uD800-\uDBFF])[\uDC80-\uDCFF]/g;
 
 /** Creates an empty kv object (inside a hold of its own, or the caller's) and returns its map. */
 export async function createKv(
@@ -206,7 +208,7 @@ class KvObject implements KvMap {
         const keyLength = entryKeyLength(buf, offset);
         const valueLength = entryValueLength(buf, offset);
         entries.push({
-          key: buf.toString('utf8', keyOffset, keyOffset + keyLength),
+          key: decodeNameBytes(buf, keyOffset, keyOffset + keyLength),
           value: Buffer.from(buf.subarray(keyOffset + keyLength, keyOffset + keyLength + valueLength)),
         });
         if (entries.length === limit) {
@@ -465,8 +467,10 @@ function doubleTableInto(old: Buffer, out: Buffer, outOffset: number): void {
 function validateKey(key: string): Buffer {
   if (typeof key !== 'string' || key.length === 0) throw new CairnError('EINVAL', 'kv key must be a non-empty string');
   if (key.length > KV_KEY_SIZE_MAX_BYTES) throw keyTooLong(key);
-  if (LONE_SURROGATE.test(key)) throw new CairnError('EINVAL', 'kv key is not valid Unicode (lone surrogate)');
-  const keyBytes = Buffer.from(key, 'utf8');
+  // U+DC80..U+DCFF alone stand for bytes that are not UTF-8 (src/util/name-bytes.ts); other lone
+  // surrogates are not valid Unicode.
+  if (LONE_SURROGATE.test(key.replace(BYTE_ESCAPE, ''))) throw new CairnError('EINVAL', 'kv key is not valid Unicode (lone surrogate)');
+  const keyBytes = encodeNameBytes(key);
   if (keyBytes.length > KV_KEY_SIZE_MAX_BYTES) throw keyTooLong(key);
   return keyBytes;
 }
