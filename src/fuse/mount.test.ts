@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as nodeFs from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
@@ -17,18 +17,11 @@ import { Random } from '../testing/random.js';
 import { CairnError, ERROR_CODES, type ErrorCode } from '../util/errors.js';
 import { constants as osConstants } from 'node:os';
 import { cleanupStaleMount, errnoOf, fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
+import { run, safeUnmount } from './test-support.js';
 
 const MiB = 1024 * 1024;
 const SEED = Number(process.env['CAIRN_FUSE_SEED'] ?? 20261125);
 
-function run(command: string, args: string[], options: { uid?: number; gid?: number } = {}): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { encoding: 'utf8', maxBuffer: 4 * MiB, ...options }, (err, stdout, stderr) => {
-      if (err) reject(Object.assign(err, { stderr }));
-      else resolve({ stdout, stderr });
-    });
-  });
-}
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -38,21 +31,6 @@ function errCode(code: string): (e: unknown) => boolean {
   return (e) => (e as NodeJS.ErrnoException).code === code;
 }
 
-/**
- * Unmounts; when that fails, aborts the connection: a process that exits while one of its own
- * requests to the mount it serves is unanswered would hang forever in the kernel.
- */
-async function safeUnmount(mount: FuseMount | null, path: string): Promise<void> {
-  if (mount) {
-    try {
-      await mount.unmount();
-      return;
-    } catch {
-      await mount.abort();
-    }
-  }
-  await run('fusermount', ['-uz', path]).catch(() => undefined);
-}
 
 async function isMounted(path: string): Promise<boolean> {
   const mounts = await fsp.readFile('/proc/self/mounts', 'utf8');

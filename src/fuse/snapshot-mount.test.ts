@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createPool, type PoolHandle } from '../pool/index.js';
 import type { FileSystemApi } from '../fs/types.js';
 import { fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
+import { run as runChild, safeUnmount } from './test-support.js';
 import type { SnapshotProvider } from './snapshot-dir.js';
 // The daemon's wiring (api/mounts.ts) is checked here too, through the same real pool and mount: the one
 // place the test reaches up a layer.
@@ -26,30 +27,15 @@ const OLD_MTIME_SECONDS = '981173106.123456789';
 /** The kernel may keep a dentry this long after the listing changed (the adapter's entry timeout, 1 s). */
 const DISAPPEAR_WAIT_MS = 5000;
 
+/** A tool with a time limit: a hang here means a wedged mount, not a slow test. */
 function run(command: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { encoding: 'utf8', maxBuffer: 4 * MiB, timeout: 15_000 }, (err, stdout, stderr) => {
-      if (err) reject(Object.assign(err, { stderr }));
-      else resolve({ stdout, stderr });
-    });
-  });
+  return runChild(command, args, { timeout: 15_000 });
 }
 
 async function lines(command: string, args: string[]): Promise<string[]> {
   return (await run(command, args)).stdout.split('\n').filter(Boolean);
 }
 
-async function safeUnmount(mount: FuseMount | null, path: string): Promise<void> {
-  if (mount) {
-    try {
-      await mount.unmount();
-      return;
-    } catch {
-      await mount.abort();
-    }
-  }
-  await run('fusermount', ['-uz', path]).catch(() => undefined);
-}
 
 /**
  * A shell command run inside `dir`. Never spawn with `cwd` on the mount: the child's chdir happens before
