@@ -17,7 +17,7 @@ import {
 } from './deadlist.js';
 import { parentOf, validateDatasetName, validateSnapshotName } from './names.js';
 import {
-  checkInheritable, formatPropertyValue, parsePropertyValue, propertyDefinition, resolveProperties, validateVolsize,
+  checkInheritable, formatPropertyValue, isNativeProperty, parsePropertyValue, propertyDefinition, resolveProperties, validateVolsize,
   type DatasetType, type PropertyLayer, type PropertyValue, type ResolvedProperty,
 } from './properties.js';
 import { ChecksumType, CompressionType } from '../io/types.js';
@@ -1325,13 +1325,9 @@ export class DatasetManager {
       const definition = propertyDefinition(wanted);
       const found = all.get(definition.name);
       if (found) out.push(found);
-      else if (!this.isNative(wanted)) out.push({ name: wanted, value: '-', source: '-' });
+      else if (!isNativeProperty(wanted)) out.push({ name: wanted, value: '-', source: '-' });
     }
     return out;
-  }
-
-  private isNative(name: string): boolean {
-    return !name.includes(':');
   }
 
   /** zfs set name=value (value as typed); checked against space and type before it lands. */
@@ -1339,7 +1335,7 @@ export class DatasetManager {
     return this.serial(async () => {
       const node = this.node(name);
       const { name: prop, value } = parsePropertyValue(property, text, { type: node.type });
-      if (node.isSnapshot && this.isNative(prop)) throw new CairnError('EINVAL', `property '${prop}' cannot be set on snapshots`);
+      if (node.isSnapshot && isNativeProperty(prop)) throw new CairnError('EINVAL', `property '${prop}' cannot be set on snapshots`);
       if (prop === 'volsize') return this.setVolsize(node, Number(value));
       await this.checkSpaceProperty(node, prop, value);
       await this.host.hold(async () => {
@@ -1404,7 +1400,7 @@ export class DatasetManager {
   inheritProperty(name: string, property: string, options: { recursive?: boolean } = {}): Promise<void> {
     return this.serial(async () => {
       const top = this.node(name);
-      const prop = this.isNative(property) ? checkInheritable(property, top.type) : propertyDefinition(property).name;
+      const prop = isNativeProperty(property) ? checkInheritable(property, top.type) : propertyDefinition(property).name;
       const targets = options.recursive === true && !top.isSnapshot ? this.subtree(top) : [top];
       await this.host.hold(async () => {
         for (const n of targets) {
