@@ -392,6 +392,7 @@ test('an open file outlives its last link: readable with nlink 0, listed nowhere
   assert.equal((await fs.read(file.ino, 0, 100)).toString(), 'still here');
   await fs.write(file.ino, 10, Buffer.from('!'));
   assert.equal((await fs.readdir(dir.ino, 0n, 10)).entries.length, 0);
+  await assert.rejects(fs.link(file.ino, fs.rootIno, 'back'), (e: unknown) => isCairnError(e, 'ENOENT'), 'no link back in, as linkat(2)');
   await fs.rmdir(fs.rootIno, 'd'); // its directory is empty: removable
   await fs.release(file.ino);
   assert.equal((await fs.read(file.ino, 0, 100)).toString(), 'still here!', 'one retain is left');
@@ -409,4 +410,20 @@ test('an open file outlives its last link: readable with nlink 0, listed nowhere
   const reopened = await Filesystem.open(store);
   await assert.rejects(reopened.getattr(g.ino), (e: unknown) => isCairnError(e, 'ENOENT'));
   assert.equal((await reopened.lookup(reopened.rootIno, 'g')).ino, h.ino);
+});
+
+test('releasing a file that still has links changes nothing, even while a mutation holds the lock', async () => {
+  const store = new MemoryObjectStore();
+  const fs = await Filesystem.create(store, { uid: 0, gid: 0 });
+  const file = await fs.create(fs.rootIno, 'f', { mode: 0o644 });
+  await fs.retain(file.ino);
+  const objects = store.objectCount();
+  // A release that went through the lock would queue behind this slow write; one that returns at once does not.
+  let writeDone = false;
+  const slowWrite = fs.write(file.ino, 0, Buffer.alloc(1 << 20, 7)).then(() => (writeDone = true));
+  await fs.release(file.ino);
+  assert.equal(writeDone, false, 'release returned before the write queued ahead of it');
+  await slowWrite;
+  assert.equal(store.objectCount(), objects);
+  assert.equal((await fs.getattr(file.ino)).sizeBytes, 1 << 20);
 });

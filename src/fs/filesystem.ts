@@ -203,6 +203,12 @@ export class Filesystem implements FileSystemApi {
   atimeUpdates = true;
   /** Open counts (retain/release): an inode here with nlink 0 is on the unlinked set, freed at last release. */
   private readonly openCounts = new Map<number, number>();
+  /**
+   * Open inodes that lost their last link (on the unlinked set): only their last release has work to
+   * do, so every other release returns without the lock or a txg hold. Added in the same synchronous
+   * step that reads the open count, so a release cannot slip between the two.
+   */
+  private readonly openUnlinked = new Set<number>();
   /** nextGeneration may be handed out without touching the master node while below this. */
   private generationReservedEnd: bigint;
 
@@ -445,6 +451,8 @@ export class Filesystem implements FileSystemApi {
       // Linux order: the new name is checked (EEXIST) before the source's kind (EPERM).
       if ((await dir.get(newName)) !== undefined) throw new CairnError('EEXIST', `"${newName}" already exists`);
       if (kind === FileKind.directory) throw new CairnError('EPERM', 'hard links to directories are not allowed');
+      // As linkat(2) on an open file that was unlinked: it is on its way out, not back in.
+      if (inode.phys.nlink === 0) throw new CairnError('ENOENT', `inode ${ino} has no links left`);
       if (inode.phys.nlink === 0xffffffff) throw new CairnError('EINVAL', 'too many links');
       const now = this.nowNs();
       await dir.set(newName, encodeDirent(ino, direntKindByte(kind)));
@@ -855,6 +863,7 @@ export class Filesystem implements FileSystemApi {
    */
   private async freeInode(inode: Inode): Promise<void> {
     if ((this.openCounts.get(inode.ino) ?? 0) > 0) {
+      this.openUnlinked.add(inode.ino);
       inode.phys.nlink = 0;
       await this.saveInode(inode);
       await this.unlinked.set(String(inode.ino), Buffer.alloc(0));
@@ -877,9 +886,11 @@ export class Filesystem implements FileSystemApi {
       return;
     }
     this.openCounts.delete(ino);
+    if (!this.openUnlinked.has(ino)) return;
     await this.mutate(async () => {
-      // Checked under the lock: a retain or a new link may have come in meanwhile.
+      // Checked under the lock: a retain may have come in meanwhile.
       if ((this.openCounts.get(ino) ?? 0) > 0) return;
+      this.openUnlinked.delete(ino);
       const inode = await this.loadInode(ino).catch((error: unknown) => {
         if (error instanceof CairnError && error.code === 'ENOENT') return undefined;
         throw error;
