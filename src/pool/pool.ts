@@ -106,6 +106,11 @@ export class Pool implements PoolHandle {
   private closed = false;
   private syncTimer: NodeJS.Timeout | null = null;
   private syncInFlight: Promise<void> | null = null;
+  /**
+   * The commit of the last written txg (its device flushes and uberblock), which runs after the txg gate
+   * reopened: the next txg takes writes meanwhile. Null when none runs.
+   */
+  private committing: { txg: number; done: Promise<void> } | null = null;
   readonly scanner: Scanner;
   readonly env: ObjsetEnvironment;
   /** Leaves offline since this txg: `online` resilvers what was born after it. */
@@ -152,7 +157,7 @@ export class Pool implements PoolHandle {
       availableBytes: () => Math.max(0, this.allocator.space().freeBytes - this.slopBytes()),
       reserveSpace: (bytes, copies, heldBytes) => this.reserveSpace(bytes, copies, heldBytes),
       sync: () => this.sync(),
-      openTxg: () => this.txg + 1,
+      openTxg: () => (this.committing?.txg ?? this.txg) + 1,
       hold: (fn) => this.hold(fn),
       syncTask: (check, fn) => this.syncTask(check, fn),
     };
@@ -394,16 +399,23 @@ export class Pool implements PoolHandle {
   }
 
   private async syncNow(): Promise<void> {
-    await this.gate.exclusive(async () => {
+    const commit = await this.exclusive(async () => {
       // A txg with nothing dirty still runs while deferred frees wait for txgs to pass, so deleted
       // space comes back without new writes.
-      if (!this.datasets.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return;
-      try {
-        await this.syncTxg(this.txg + 1);
-      } catch (e) {
-        this.suspended = e instanceof Error ? e : new Error(String(e));
-        throw e;
-      }
+      if (!this.datasets.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return null;
+      return this.writeTxg(this.txg + 1);
+    });
+    await commit?.done;
+  }
+
+  /**
+   * Every exclusive section starts after the last txg's commit finished, so none sees a txg half
+   * committed (devices, labels, the allocator's txg and `txg` move together in the commit).
+   */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.gate.exclusive(async () => {
+      await this.committing?.done.catch(() => undefined);
+      return fn();
     });
   }
 
@@ -414,26 +426,50 @@ export class Pool implements PoolHandle {
    */
   private async syncTask<T>(check: () => Promise<void>, fn: (txg: number) => Promise<T>): Promise<T> {
     await this.sync();
-    return this.gate.exclusive(async () => {
+    let out: T | undefined;
+    const commit = await this.exclusive(async () => {
       this.checkUsable();
       await check();
-      let out: T | undefined;
-      try {
-        await this.syncTxg(this.txg + 1, async (txg) => {
-          out = await fn(txg);
-        });
-      } catch (e) {
-        this.suspended = e instanceof Error ? e : new Error(String(e));
-        throw e;
-      }
-      return out as T;
+      return this.writeTxg(this.txg + 1, async (txg) => {
+        out = await fn(txg);
+      });
     });
+    await commit.done;
+    return out as T;
   }
 
-  private async syncTxg(txg: number, task?: (txg: number) => Promise<void>): Promise<void> {
+  /**
+   * Writes txg (inside an exclusive section) and starts its commit, which it returns without waiting
+   * for it: OpenZFS's quiesce-then-sync, cut where the in-memory state of the txg is final. What the
+   * commit does touches only the devices, so holds of the next txg may run meanwhile; a failure in
+   * either half suspends the pool.
+   */
+  private async writeTxg(txg: number, task?: (txg: number) => Promise<void>): Promise<{ done: Promise<void> }> {
+    this.checkUsable();
+    let mosRoot: BlockPointer;
+    try {
+      mosRoot = await this.syncTxg(txg, task);
+    } catch (e) {
+      this.syncingTxg = 0;
+      this.suspended = e instanceof Error ? e : new Error(String(e));
+      throw e;
+    }
+    const done = this.commitTxg(txg, mosRoot).catch((e: unknown) => {
+      this.suspended = e instanceof Error ? e : new Error(String(e));
+      throw e;
+    }).finally(() => {
+      this.committing = null;
+    });
+    this.committing = { txg, done };
+    done.catch(() => undefined); // awaited by the caller; never an unhandled rejection meanwhile
+    return { done };
+  }
+
+  /** The first half of a txg: every dirty dataset, the sync task and the MOS written, passes converged; returns the MOS root. */
+  private async syncTxg(txg: number, task?: (txg: number) => Promise<void>): Promise<BlockPointer> {
     this.syncingTxg = txg;
     this.allocator.beginSync(txg);
-    try {
+    {
       this.scanner.beforeSync(txg);
       await this.datasets.syncDirty(txg);
       if (task) await task(txg);
@@ -463,19 +499,30 @@ export class Pool implements PoolHandle {
         if (!this.mos.os.isDirty && pass > 1) break;
         mosRoot = await this.mos.os.sync(txg);
       }
+      return mosRoot;
+    }
+  }
+
+  /** The second half: the txg's writes made durable, then the uberblock that points at them (and the labels if the config changed). */
+  private async commitTxg(txg: number, mosRoot: BlockPointer): Promise<void> {
+    // Taken now: a config change made while this commit runs (offline) is the next txg's to write.
+    const config = this.configDirty;
+    this.configDirty = false;
+    try {
       await this.flushAll();
       const ub: Uberblock = { txg, poolGuid: this.guid, timestampMs: Date.now(), rootBp: mosRoot };
-      const config = this.configDirty;
       if (config) await this.writeLabels([0, 2]);
       await this.forEachLeaf((device) => writeUberblock(device, ub));
       await this.flushAll();
       if (config) {
         await this.writeLabels([1, 3]);
         await this.flushAll();
-        this.configDirty = false;
       }
       this.allocator.endSync(txg);
       this.txg = txg;
+    } catch (e) {
+      if (config) this.configDirty = true;
+      throw e;
     } finally {
       this.syncingTxg = 0;
     }
@@ -605,7 +652,7 @@ export class Pool implements PoolHandle {
    */
   async spaceCheck(): Promise<{ allocatedBytes: number; reachableBytes: number; deferredBytes: number }> {
     await this.sync();
-    return this.gate.exclusive(async () => {
+    return this.exclusive(async () => {
       let reachableBytes = 0;
       const visit = async (bp: BlockPointer): Promise<void> => {
         for (const dva of bp.dvas) reachableBytes += dva.asize;
@@ -703,7 +750,7 @@ export class Pool implements PoolHandle {
       if (cfg.asize < leaf.asize) throw new CairnError('EINVAL', `${newDevice} is smaller than ${device}`);
       await this.sync();
       const newLeaf = new LeafVdev({ guid: cfg.guid, id: 0, ashift: leaf.ashift, asize: leaf.asize, device: dev, path: newDevice });
-      await this.gate.exclusive(async () => {
+      await this.exclusive(async () => {
         if (top instanceof MirrorVdev) top.attachChild(newLeaf);
         else {
           const index = this.vdevs.indexOf(top);
@@ -726,7 +773,7 @@ export class Pool implements PoolHandle {
     if (!(top instanceof MirrorVdev)) throw new CairnError('ENOTSUP', `cannot detach ${device}: only mirror members can be detached`);
     if (!top.children.some((c) => c !== leaf && c.state === 'ONLINE')) throw new CairnError('EBUSY', `cannot detach ${device}: no valid replicas`);
     await this.sync();
-    await this.gate.exclusive(async () => {
+    await this.exclusive(async () => {
       top.detachChild(leaf.guid);
       if (top.children.length === 1) {
         const only = top.children[0] as LeafVdev;
@@ -756,7 +803,7 @@ export class Pool implements PoolHandle {
       if (old && target === leaf.path) await old.close();
       const dev = await this.openNewDevice(target, options.createSizeBytes, options.force ?? target === leaf.path);
       await this.sync();
-      await this.gate.exclusive(async () => {
+      await this.exclusive(async () => {
         const prev = leaf.replaceDevice(dev);
         if (prev && prev !== old) await prev.close();
         if (old && target !== leaf.path) {
@@ -795,7 +842,7 @@ export class Pool implements PoolHandle {
       const added: Vdev[] = [];
       for (const cfg of configs) added.push(await openVdev(cfg, async (p) => devices.get(p) ?? null));
       await this.sync();
-      await this.gate.exclusive(async () => {
+      await this.exclusive(async () => {
         // Labels of the new devices name the new tree; they become part of the pool with the txg
         // that commits the config and the space maps (load() completes an add a crash interrupted).
         for (const v of added) for (const leaf of leavesOf(v)) {
@@ -829,9 +876,9 @@ export class Pool implements PoolHandle {
     if (!this.suspended) await this.sync();
     // The last txg and the labels are written with no hold running; holds that were waiting find the
     // pool closed and fail instead of being acknowledged and lost.
-    await this.gate.exclusive(async () => {
+    await this.exclusive(async () => {
       if (!this.suspended) {
-        if (this.datasets.isDirty || this.mos.os.isDirty || this.configDirty) await this.syncTxg(this.txg + 1);
+        if (this.datasets.isDirty || this.mos.os.isDirty || this.configDirty) await (await this.writeTxg(this.txg + 1)).done;
         await this.writeLabelsNow(state);
       }
       this.closed = true;
