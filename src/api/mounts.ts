@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { cleanupStaleMount, mountFilesystem } from '../fuse/index.js';
 import type { FuseMount, SnapdirVisibility, SnapshotProvider } from '../fuse/index.js';
-import type { FileSystemApi } from '../fs/index.js';
+import type { FileSystemApi, FsChange } from '../fs/index.js';
 import { CairnError } from '../util/errors.js';
 import { poolOfDataset } from './dataset-ops.js';
 import type { MountRow } from './protocol.js';
@@ -107,6 +107,15 @@ export class MountTable {
 
   list(): MountRow[] {
     return [...this.mounts.values()].map(toRow).sort((a, b) => compareMountpoints(a.mountpoint, b.mountpoint));
+  }
+
+  /**
+   * How to tell the mount of `dataset` (if it is mounted) about a change the daemon made behind it, so
+   * the kernel forgets what it cached (FuseMount.invalidate).
+   */
+  changeReporter(dataset: string): ((change: FsChange) => Promise<void>) | undefined {
+    for (const entry of this.mounts.values()) if (entry.dataset === dataset) return (change) => entry.handle.invalidate(change);
+    return undefined;
   }
 
   byDataset(dataset: string): MountRow | undefined {

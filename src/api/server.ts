@@ -16,7 +16,7 @@ import { PoolCacheFile } from './cachefile.js';
 import { escapeDiffPath, formatDiffEntry } from '../dataset/diff.js';
 import type { DiffEntry } from '../dataset/diff.js';
 import type { BlockVolume, DatasetManager } from '../dataset/index.js';
-import type { FileSystemApi } from '../fs/index.js';
+import { ChangeReportingFs, type FileSystemApi } from '../fs/index.js';
 import { datasetRow, newerSnapshots, poolOfDataset, selectDatasets } from './dataset-ops.js';
 import { MountTable, compareMountpoints, inPool, renamedDataset, withinDataset } from './mounts.js';
 import { NbdExportTable } from './nbd-exports.js';
@@ -809,7 +809,10 @@ export class DaemonServer {
   /** A file verb on a dataset's files (a snapshot's are read-only); file errors name dataset:path. */
   private async fsCall<T>(dataset: string, path: string, fn: (fs: FileSystemApi, entry: PoolEntry) => Promise<T>): Promise<T> {
     return this.usePool(poolOfDataset(dataset), async (entry) => {
-      const fs = await entry.handle.datasets.open(dataset);
+      const opened = await entry.handle.datasets.open(dataset);
+      // Behind a mount of the dataset, every change is reported to it, so the kernel's caches follow.
+      const report = this.mounts.changeReporter(dataset);
+      const fs = report ? new ChangeReportingFs(opened, report) : opened;
       try {
         return await fn(fs, entry);
       } catch (error) {

@@ -95,3 +95,4 @@ export {
   XATTR_SIZE_MAX_BYTES,
 } from './xattr.js';
 export * from './types.js';
+export { ChangeReportingFs, type FsChange } from './change-reporting.js';

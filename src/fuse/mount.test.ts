@@ -18,6 +18,7 @@ import { CairnError, ERROR_CODES, type ErrorCode } from '../util/errors.js';
 import { constants as osConstants } from 'node:os';
 import { cleanupStaleMount, errnoOf, fuseAvailable, mountFilesystem, type FuseMount } from './index.js';
 import { run, safeUnmount } from './test-support.js';
+import { ChangeReportingFs } from '../fs/index.js';
 
 const MiB = 1024 * 1024;
 const SEED = Number(process.env['CAIRN_FUSE_SEED'] ?? 20261125);
@@ -300,6 +301,88 @@ describe('FUSE mount of a pool', { skip }, () => {
     const script = `import os,sys\np=sys.argv[1]\nos.setxattr(p,'user.colour',b'blue')\nprint(os.getxattr(p,'user.colour').decode(), sorted(os.listxattr(p)))\nos.removexattr(p,'user.colour')\ntry:\n  os.getxattr(p,'user.colour')\nexcept OSError as e:\n  print(e.errno)`;
     const { stdout } = await run('python3', ['-c', script, p]);
     assert.equal(stdout.trim(), "blue ['user.colour']\n61");
+  });
+
+  it('SELinux labels are not carried: security.selinux is EOPNOTSUPP (ls stops asking), user.* still works', async () => {
+    const p = join(mnt, 'labels');
+    await fsp.writeFile(p, '');
+    const script = [
+      'import os,sys',
+      'p=sys.argv[1]',
+      'for call in (lambda: os.getxattr(p, "security.selinux"), lambda: os.setxattr(p, "security.selinux", b"x")):',
+      '  try:',
+      '    call(); print("no error")',
+      '  except OSError as e:',
+      '    print(e.errno)',
+      'os.setxattr(p, "user.k", b"v"); print(os.getxattr(p, "user.k").decode())',
+    ].join('\n');
+    const { stdout } = await run('python3', ['-c', script, p]);
+    assert.equal(stdout.trim(), `${osConstants.errno.EOPNOTSUPP}\n${osConstants.errno.EOPNOTSUPP}\nv`);
+  });
+
+  it('ls -l lists names with their attributes (READDIRPLUS), the same as stat of each', async () => {
+    const d = join(mnt, 'plus');
+    await mkdir(d);
+    const sizes = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const name = `f${String(i).padStart(3, '0')}`;
+      const size = (i * 7919) % 5000;
+      await fsp.writeFile(join(d, name), Buffer.alloc(size, i));
+      await fsp.chmod(join(d, name), 0o600 + (i % 64));
+      sizes.set(name, size);
+    }
+    await fsp.mkdir(join(d, 'sub'));
+    await fsp.symlink('f000', join(d, 'link'));
+    // A listing script that reads what READDIRPLUS returned (no second stat per name through the kernel).
+    const script = 'import os,sys\nfor e in sorted(os.scandir(sys.argv[1]), key=lambda e: e.name):\n  s = e.stat(follow_symlinks=False)\n  print(e.name, s.st_size, oct(s.st_mode), s.st_ino)';
+    await run('sh', ['-c', 'echo 3 > /proc/sys/vm/drop_caches']).catch(() => undefined); // cold: the names come from READDIRPLUS
+    const listed = (await run('python3', ['-c', script, d])).stdout.trim().split('\n');
+    assert.equal(listed.length, 302);
+    for (const line of listed) {
+      const [name, size, mode, ino] = line.split(' ');
+      const st = await pool!.fs.lookup((await pool!.fs.resolvePath('/plus')).ino, name!);
+      assert.equal(Number(size), st.sizeBytes, `${name} size`);
+      assert.equal(Number(mode), st.mode, `${name} mode`);
+      assert.equal(Number(ino), st.ino, `${name} ino`);
+      if (sizes.has(name!)) assert.equal(st.sizeBytes, sizes.get(name!));
+    }
+    const { stdout } = await run('ls', ['-l', d]);
+    assert.match(stdout, /^-rw-------\s+1 \S+ \S+\s+0 .* f000$/m);
+    assert.match(stdout, /^lrwxrwxrwx .* link -> f000$/m);
+  });
+
+  it('changes made behind the mount show through it at once when reported (names, attributes and data are cached 60 s)', async () => {
+    const p = pool!;
+    const behind = new ChangeReportingFs(p.fs, (change) => mount!.invalidate(change));
+    const d = join(mnt, 'behind');
+    await mkdir(d);
+    const dirIno = (await p.fs.resolvePath('/behind')).ino;
+    const statOf = (path: string) => run('stat', ['-c', '%s %a %h', path]).then((r) => r.stdout.trim(), () => 'ENOENT');
+    // the mount has seen the name missing (a negative entry) and the directory's attributes
+    assert.equal(await statOf(join(d, 'f')), 'ENOENT');
+    const before = await statOf(d);
+    const f = await behind.create(dirIno, 'f', { mode: 0o640 });
+    await behind.write(f.ino, 0, Buffer.from('first'));
+    assert.equal(await statOf(join(d, 'f')), '5 640 1');
+    assert.equal((await run('cat', [join(d, 'f')])).stdout, 'first');
+    // data the kernel has in its page cache, replaced behind it
+    await behind.write(f.ino, 0, Buffer.from('SECOND'));
+    assert.equal((await run('cat', [join(d, 'f')])).stdout, 'SECOND');
+    await behind.setattr(f.ino, { mode: 0o604 });
+    assert.equal(await statOf(join(d, 'f')), '6 604 1');
+    await behind.link(f.ino, dirIno, 'g');
+    assert.equal(await statOf(join(d, 'f')), '6 604 2');
+    await behind.rename(dirIno, 'g', dirIno, 'h');
+    assert.equal(await statOf(join(d, 'g')), 'ENOENT');
+    assert.equal(await statOf(join(d, 'h')), '6 604 2');
+    await behind.unlink(dirIno, 'h');
+    assert.equal(await statOf(join(d, 'f')), '6 604 1');
+    await behind.mkdir(dirIno, 'sub', { mode: 0o755 });
+    assert.notEqual(await statOf(d), before, 'the nlink of the directory changed');
+    await behind.rmdir(dirIno, 'sub');
+    await behind.unlink(dirIno, 'f');
+    assert.equal(await statOf(join(d, 'f')), 'ENOENT');
+    assert.equal((await run('ls', ['-A', d])).stdout, '');
   });
 
   it('a read-only mount refuses every write with EROFS and reads the same data', async () => {

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../util/assert.js';
 import type { DirEntry, FileSystemApi, SetAttr, Stat } from '../fs/types.js';
+import type { FsChange } from '../fs/change-reporting.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { E, ERRNO, ErrnoReply } from './errno.js';
 import { SnapshotNamespace, type SnapdirVisibility, type SnapshotProvider } from './snapshot-dir.js';
@@ -29,6 +30,9 @@ import {
   INIT_OUT_SIZE_BYTES,
   IN_HEADER_SIZE_BYTES,
   InitFlag,
+  NOTIFY_INVAL_ENTRY_SIZE_BYTES,
+  NOTIFY_INVAL_INODE_SIZE_BYTES,
+  NotifyCode,
   OPEN_OUT_SIZE_BYTES,
   OUT_HEADER_SIZE_BYTES,
   Opcode,
@@ -38,9 +42,11 @@ import {
   WRITE_IN_SIZE_BYTES,
   XATTR_CREATE,
   XATTR_REPLACE,
+  direntPlusSizeBytes,
   direntSizeBytes,
   putAttrOut,
   putEntryOut,
+  putNegativeEntryOut,
   readName,
 } from './protocol.js';
 
@@ -71,6 +77,13 @@ export interface FuseMount {
   /** Unmounts (EBUSY while files on it are open) and waits until every request was answered. */
   unmount(): Promise<void>;
   /**
+   * Makes the kernel forget what it cached about a change made to the file system behind the mount (the
+   * daemon's own file verbs; ChangeReportingFs reports them): names and attributes are cached for
+   * LIVE_CACHE_VALID_SECONDS. Sent in order, off this thread; resolves once the kernel took it (a node
+   * it does not hold is nothing to forget).
+   */
+  invalidate(change: FsChange): Promise<void>;
+  /**
    * Last resort, never fails: detaches the mount lazily and aborts the kernel connection, so no
    * caller (also none in this process) stays blocked on it. Needs fusectl (/sys/fs/fuse/connections),
    * mounted here if it is not.
@@ -85,8 +98,17 @@ const PAGE_SIZE_BYTES = 4096;
 const SLOT_SIZE_BYTES = MAX_WRITE_BYTES + PAGE_SIZE_BYTES;
 const REQUESTS_IN_FLIGHT_MAX = 8;
 const READDIR_PAGE_ENTRIES = 64;
-/** How long the kernel may cache names and attributes; other writers (the API, rollback) show up after this. */
-const CACHE_VALID_SECONDS = 1;
+/**
+ * How long the kernel may cache names (also a name's absence) and attributes of the live file system. The
+ * mount's own requests keep the kernel's caches true; a change made behind it is invalidated
+ * (FuseMount.invalidate), and a rollback remounts. The long timeout is what lets a second `ls -l` or
+ * `stat` be answered without a round trip, as a kernel file system would.
+ */
+const LIVE_CACHE_VALID_SECONDS = 60;
+/** The same for `.cairn/snapshot` and what is under it, where snapshots come and go with no notice. */
+const SNAPSHOT_CACHE_VALID_SECONDS = 1;
+/** An xattr Cairn mounts do not carry (as a file system mounted without SELinux labelling). */
+const SELINUX_XATTR = 'security.selinux';
 const INIT_TIMEOUT_MS = 10_000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const TOOL_OUTPUT_MAX_BYTES = 4096;
@@ -246,6 +268,11 @@ class FuseSession {
   private readonly xattr: XattrCalls | null;
   /** Set when `.cairn/snapshot` is served: tells which nodes are read-only whatever the mount is. */
   private readonly snapshotNamespace: SnapshotNamespace | null;
+  /** Invalidation notices not yet written, in order; a repeat of one already waiting is dropped. */
+  private readonly notices = new Map<string, Buffer>();
+  /** Callers waiting for every notice queued before them to be written. */
+  private noticesWritten: Array<() => void> = [];
+  private noticing = false;
 
   constructor(
     private readonly fd: number,
@@ -325,7 +352,66 @@ class FuseSession {
   }
 
   private maybeDrained(): void {
-    if (this.inFlight === 0) this.resolveDrained();
+    if (this.inFlight === 0 && !this.noticing) this.resolveDrained();
+  }
+
+  invalidate(change: FsChange): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    let key: string;
+    let notice: Buffer;
+    if (change.kind === 'entry') {
+      const name = encodeNameBytes(change.name);
+      const parent = this.nodeId(change.parentIno);
+      key = `e${parent}/${change.name}`;
+      const length = OUT_HEADER_SIZE_BYTES + NOTIFY_INVAL_ENTRY_SIZE_BYTES + name.length + 1;
+      notice = Buffer.alloc(length);
+      notice.writeUInt32LE(length, 0);
+      notice.writeInt32LE(NotifyCode.invalEntry, 4);
+      notice.writeBigUInt64LE(BigInt(parent), OUT_HEADER_SIZE_BYTES);
+      notice.writeUInt32LE(name.length, OUT_HEADER_SIZE_BYTES + 8);
+      name.copy(notice, OUT_HEADER_SIZE_BYTES + NOTIFY_INVAL_ENTRY_SIZE_BYTES);
+    } else {
+      const node = this.nodeId(change.ino);
+      key = `i${node}`;
+      const length = OUT_HEADER_SIZE_BYTES + NOTIFY_INVAL_INODE_SIZE_BYTES;
+      notice = this.notices.get(key) ?? Buffer.alloc(length);
+      notice.writeUInt32LE(length, 0);
+      notice.writeInt32LE(NotifyCode.invalInode, 4);
+      notice.writeBigUInt64LE(BigInt(node), OUT_HEADER_SIZE_BYTES);
+      // offset 0, length 0: the cached pages too; offset -1: attributes only (a waiting data notice stays one)
+      const waitingForData = this.notices.has(key) && notice.readBigInt64LE(OUT_HEADER_SIZE_BYTES + 8) === 0n;
+      notice.writeBigInt64LE(change.data || waitingForData ? 0n : -1n, OUT_HEADER_SIZE_BYTES + 8);
+    }
+    this.notices.set(key, notice);
+    const written = new Promise<void>((resolve) => this.noticesWritten.push(resolve));
+    if (!this.noticing) void this.writeNotices();
+    return written;
+  }
+
+  /**
+   * Writes the notices one at a time on the libuv pool, never with a synchronous write: the kernel
+   * holds an entry notice until no request is working in that directory, and this thread must stay
+   * free to answer that request. One at a time, so at most one pool thread waits and file I/O goes on.
+   */
+  private async writeNotices(): Promise<void> {
+    this.noticing = true;
+    try {
+      for (;;) {
+        const next = this.notices.entries().next();
+        if (next.done || this.ended) break;
+        const [key, notice] = next.value;
+        this.notices.delete(key);
+        // Waiters queued so far are answered once this batch is out (a later notice may replace theirs).
+        const waiters = this.notices.size === 0 ? this.noticesWritten.splice(0) : [];
+        // ENOENT: the kernel holds nothing for that node or name, nothing to forget; ENODEV: unmounted.
+        await new Promise<void>((resolve) => nodeFs.write(this.fd, notice, 0, notice.length, null, () => resolve()));
+        for (const done of waiters) done();
+      }
+    } finally {
+      this.noticing = false;
+      for (const done of this.noticesWritten.splice(0)) done(); // ended: nothing is cached any more
+      if (this.ended) this.maybeDrained();
+    }
   }
 
   private send(slot: Slot, unique: bigint, errno: number, bodyBytes: number): void {
@@ -381,14 +467,35 @@ class FuseSession {
     if (this.opts.readonly) throw new ErrnoReply(E.EROFS);
   }
 
+  private validSeconds(ino: number): number {
+    return this.snapshotNamespace?.isReadonlyIno(ino) ? SNAPSHOT_CACHE_VALID_SECONDS : LIVE_CACHE_VALID_SECONDS;
+  }
+
   private replyEntry(slot: Slot, unique: bigint, st: Stat): void {
-    putEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
+    putEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
   }
 
   private replyAttr(slot: Slot, unique: bigint, st: Stat): void {
-    putAttrOut(slot.reply!, OUT_HEADER_SIZE_BYTES, st, CACHE_VALID_SECONDS);
+    putAttrOut(slot.reply!, OUT_HEADER_SIZE_BYTES, st, this.validSeconds(st.ino));
     this.send(slot, unique, 0, ATTR_OUT_SIZE_BYTES);
+  }
+
+  /**
+   * LOOKUP: a name that is not there in a live directory is answered as a negative entry the kernel
+   * keeps, so asking again (a compiler's include path, a shell's PATH) costs no round trip. Under
+   * `.cairn` it stays a plain ENOENT: a snapshot may appear there at any time.
+   */
+  private async lookup(slot: Slot, unique: bigint, parentIno: number, name: string): Promise<void> {
+    let st: Stat;
+    try {
+      st = await this.fs.lookup(parentIno, name);
+    } catch (e) {
+      if (!isCairnError(e, 'ENOENT') || this.snapshotNamespace?.isReadonlyIno(parentIno)) throw e;
+      putNegativeEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, LIVE_CACHE_VALID_SECONDS);
+      return this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
+    }
+    this.replyEntry(slot, unique, st);
   }
 
   private async handle(slot: Slot, opcode: number, unique: bigint, lengthBytes: number): Promise<void> {
@@ -404,7 +511,7 @@ class FuseSession {
       case Opcode.destroy:
         return this.send(slot, unique, 0, 0);
       case Opcode.lookup:
-        return this.replyEntry(slot, unique, await fs.lookup(nodeIno, readName(req, body, lengthBytes).name));
+        return this.lookup(slot, unique, nodeIno, readName(req, body, lengthBytes).name);
       case Opcode.getattr:
         return this.replyAttr(slot, unique, await fs.getattr(nodeIno));
       case Opcode.setattr:
@@ -504,7 +611,9 @@ class FuseSession {
         return this.replyOpen(slot, unique, fh);
       }
       case Opcode.readdir:
-        return this.readdir(slot, unique, req, body, nodeIno);
+        return this.readdir(slot, unique, req, body, nodeIno, false);
+      case Opcode.readdirplus:
+        return this.readdir(slot, unique, req, body, nodeIno, true);
       case Opcode.releasedir:
         this.dirs.delete(Number(req.readBigUInt64LE(body)));
         return this.send(slot, unique, 0, 0);
@@ -531,7 +640,17 @@ class FuseSession {
       this.rejectInitialized(new CairnError('ENOTSUP', `kernel FUSE ${major}.${minor}; Cairn needs 7.${FUSE_MINOR_VERSION_MIN} or later`));
       throw new ErrnoReply(E.EINVAL);
     }
-    const wanted = InitFlag.asyncRead | InitFlag.bigWrites | InitFlag.autoInvalData | InitFlag.parallelDirops | InitFlag.maxPages | InitFlag.cacheSymlinks;
+    // READDIRPLUS (auto: when the kernel sees the names being looked up, as `ls -l` does) answers a
+    // listing's stats with the names, instead of one LOOKUP per name.
+    const wanted =
+      InitFlag.asyncRead |
+      InitFlag.bigWrites |
+      InitFlag.autoInvalData |
+      InitFlag.doReaddirplus |
+      InitFlag.readdirplusAuto |
+      InitFlag.parallelDirops |
+      InitFlag.maxPages |
+      InitFlag.cacheSymlinks;
     const out = slot.reply!;
     const at = OUT_HEADER_SIZE_BYTES;
     out.fill(0, at, at + INIT_OUT_SIZE_BYTES);
@@ -610,7 +729,7 @@ class FuseSession {
       return { st: created, fh: await this.openFile(created.ino) };
     })();
     const out = slot.reply!;
-    putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, CACHE_VALID_SECONDS);
+    putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
     out.writeBigUInt64LE(BigInt(fh), at);
     out.writeUInt32LE(0, at + 8);
@@ -672,7 +791,11 @@ class FuseSession {
     this.send(slot, unique, 0, STATFS_OUT_SIZE_BYTES);
   }
 
-  private async readdir(slot: Slot, unique: bigint, req: Buffer, body: number, ino: number): Promise<void> {
+  /**
+   * READDIR, or READDIRPLUS (plus): each name then comes with its entry (node id and attributes), as a
+   * LOOKUP would answer, so `ls -l` costs a request per page instead of one per name.
+   */
+  private async readdir(slot: Slot, unique: bigint, req: Buffer, body: number, ino: number, plus: boolean): Promise<void> {
     let dir = this.dirs.get(Number(req.readBigUInt64LE(body)));
     if (!dir) dir = { ino, pageStart: 2, entries: [], nextCursor: 0n }; // no opendir handle: one-off listing
     let position = Number(req.readBigUInt64LE(body + 8));
@@ -682,10 +805,15 @@ class FuseSession {
     let at = OUT_HEADER_SIZE_BYTES;
     while (position < 2) {
       const name = position === 0 ? '.' : '..';
-      const size = direntSizeBytes(name.length);
+      const size = plus ? direntPlusSizeBytes(name.length) : direntSizeBytes(name.length);
       if (at + size > end) return this.send(slot, unique, 0, at - OUT_HEADER_SIZE_BYTES);
-      this.putDirent(out, at, dir.ino, position + 1, DT_DIR, name, size);
-      at += size;
+      if (plus) {
+        // the kernel takes no entry for "." and "..": node id 0 says so
+        out.fill(0, at, at + ENTRY_OUT_SIZE_BYTES);
+        at += ENTRY_OUT_SIZE_BYTES;
+      }
+      this.putDirent(out, at, dir.ino, position + 1, DT_DIR, name, direntSizeBytes(name.length));
+      at += direntSizeBytes(name.length);
       position++;
     }
     if (position < dir.pageStart) {
@@ -706,7 +834,20 @@ class FuseSession {
       if (!entry) break;
       const nameBytes = nameByteLength(entry.name);
       const size = direntSizeBytes(nameBytes);
-      if (at + size > end) break;
+      if (at + (plus ? ENTRY_OUT_SIZE_BYTES : 0) + size > end) break;
+      if (plus) {
+        let st: Stat;
+        try {
+          st = await this.fs.getattr(entry.ino);
+        } catch (e) {
+          // unlinked (or its snapshot destroyed) since the page was read: not listed
+          const errno = errnoOf(e);
+          if (errno === E.ENOENT || errno === E.ESTALE) continue;
+          throw e;
+        }
+        putEntryOut(out, at, this.nodeId(st.ino), st, this.validSeconds(st.ino));
+        at += ENTRY_OUT_SIZE_BYTES;
+      }
       this.putDirent(out, at, entry.ino, dir.pageStart + i + 1, direntType(entry.kind), entry.name, size);
       at += size;
     }
@@ -727,13 +868,19 @@ class FuseSession {
     if (!x) throw new ErrnoReply(E.EOPNOTSUPP);
     const req = slot.request;
     const body = IN_HEADER_SIZE_BYTES;
+    // No SELinux labels through a mount: EOPNOTSUPP tells `ls -l` (and libselinux) to stop asking for
+    // them after the first file, where ENODATA would cost one round trip per file listed.
+    const refuseSelinux = (name: string): string => {
+      if (name === SELINUX_XATTR) throw new ErrnoReply(E.EOPNOTSUPP);
+      return name;
+    };
     switch (opcode) {
       case Opcode.getxattr: {
-        const name = readName(req, body + 8, lengthBytes).name;
+        const name = refuseSelinux(readName(req, body + 8, lengthBytes).name);
         return this.replySized(slot, unique, req.readUInt32LE(body), await x.getxattr(ino, name));
       }
       case Opcode.listxattr: {
-        const names = await x.listxattr(ino);
+        const names = (await x.listxattr(ino)).filter((n) => n !== SELINUX_XATTR);
         let totalBytes = 0;
         for (const n of names) totalBytes += Buffer.byteLength(n) + 1;
         const list = Buffer.allocUnsafe(totalBytes);
@@ -750,6 +897,7 @@ class FuseSession {
         const valueBytes = req.readUInt32LE(body);
         const flags = req.readUInt32LE(body + 4);
         const name = readName(req, body + 8, lengthBytes);
+        refuseSelinux(name.name);
         const value = Buffer.from(req.subarray(name.next, name.next + valueBytes));
         const xflags: SetXattrFlags = {};
         if (flags & XATTR_CREATE) xflags.create = true;
@@ -759,7 +907,7 @@ class FuseSession {
       }
       default: {
         this.refuseIfReadonly();
-        await x.removexattr(ino, readName(req, body, lengthBytes).name);
+        await x.removexattr(ino, refuseSelinux(readName(req, body, lengthBytes).name));
         return this.send(slot, unique, 0, 0);
       }
     }
@@ -839,7 +987,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   const st = await nodeFs.promises.stat(mountpoint);
   if (!st.isDirectory()) throw new CairnError('ENOTDIR', `mount point ${mountpoint} is not a directory`);
   const served = opts.snapshots
-    ? new SnapshotNamespace(fs, opts.snapshots, { snapdir: opts.snapdir ?? 'hidden', listCacheMs: CACHE_VALID_SECONDS * 1000 })
+    ? new SnapshotNamespace(fs, opts.snapshots, { snapdir: opts.snapdir ?? 'hidden', listCacheMs: SNAPSHOT_CACHE_VALID_SECONDS * 1000 })
     : fs;
   const fd = await openDevice();
   const session = new FuseSession(fd, served, opts);
@@ -883,6 +1031,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   };
   return {
     mountpoint,
+    invalidate: (change) => session.invalidate(change),
     async abort(): Promise<void> {
       await lazyUnmount(mountpoint).catch(() => undefined);
       if (connectionId !== null) await abortConnection(connectionId).catch(() => undefined);

@@ -48,14 +48,25 @@ export const Opcode = {
   interrupt: 36,
   destroy: 38,
   batchForget: 42,
+  readdirplus: 44,
   rename2: 45,
 } as const;
+
+/** Notifications the server sends unasked (fuse_notify_code): the code goes in the out header's error field, unique 0. */
+export const NotifyCode = {
+  invalInode: 2,
+  invalEntry: 3,
+} as const;
+export const NOTIFY_INVAL_INODE_SIZE_BYTES = 24; // ino u64 @0, off i64 @8 (negative: attributes only), len i64 @16 (0: to the end)
+export const NOTIFY_INVAL_ENTRY_SIZE_BYTES = 16; // parent u64 @0, namelen u32 @8, flags u32 @12, then the name and a NUL
 
 /** INIT flags (fuse_init_in.flags / fuse_init_out.flags). */
 export const InitFlag = {
   asyncRead: 1 << 0,
   bigWrites: 1 << 5,
   autoInvalData: 1 << 12,
+  doReaddirplus: 1 << 13,
+  readdirplusAuto: 1 << 14,
   parallelDirops: 1 << 18,
   maxPages: 1 << 22,
   cacheSymlinks: 1 << 23,
@@ -135,6 +146,12 @@ export function putEntryOut(buf: Buffer, at: number, nodeId: number, st: Stat, v
   putAttr(buf, at + 40, st);
 }
 
+/** A negative entry: "no such name", which the kernel may remember for validSeconds (nodeid 0). */
+export function putNegativeEntryOut(buf: Buffer, at: number, validSeconds: number): void {
+  buf.fill(0, at, at + ENTRY_OUT_SIZE_BYTES);
+  buf.writeBigUInt64LE(BigInt(validSeconds), at + 16);
+}
+
 export function putAttrOut(buf: Buffer, at: number, st: Stat, validSeconds: number): void {
   buf.writeBigUInt64LE(BigInt(validSeconds), at);
   buf.writeUInt32LE(0, at + 8);
@@ -145,6 +162,11 @@ export function putAttrOut(buf: Buffer, at: number, st: Stat, validSeconds: numb
 /** Size of a fuse_dirent record with a name of nameBytes, padded to 8 bytes. */
 export function direntSizeBytes(nameBytes: number): number {
   return (DIRENT_HEADER_SIZE_BYTES + nameBytes + 7) & ~7;
+}
+
+/** Size of a fuse_direntplus record (an entry_out, then a fuse_dirent) with a name of nameBytes. */
+export function direntPlusSizeBytes(nameBytes: number): number {
+  return ENTRY_OUT_SIZE_BYTES + direntSizeBytes(nameBytes);
 }
 
 /** Reads the NUL-terminated name starting at `at`; returns it and the offset after its NUL. */
