@@ -100,9 +100,6 @@ interface LeafScan {
 }
 
 class KvObject implements KvMap {
-  /** Fixed at creation, so caching it cannot go stale. */
-  private salt: bigint | undefined;
-
   constructor(
     private readonly store: ObjectStore,
     readonly objectId: number,
@@ -111,8 +108,7 @@ class KvObject implements KvMap {
 
   async get(key: string): Promise<Buffer | undefined> {
     const keyBytes = validateKey(key);
-    const hash = this.hashKey(keyBytes, this.salt ?? (await this.loadSalt()));
-    const { leaf } = await this.locate(hash);
+    const { leaf, hash } = await this.locate((salt) => this.hashKey(keyBytes, salt));
     const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
     if (scan.matchOffset < 0) return undefined;
     const valueOffset = scan.matchOffset + KV_ENTRY_HEADER_SIZE_BYTES + keyBytes.length;
@@ -123,14 +119,14 @@ class KvObject implements KvMap {
   async set(key: string, value: Buffer): Promise<void> {
     const keyBytes = validateKey(key);
     validateValue(value);
-    const hash = this.hashKey(keyBytes, this.salt ?? (await this.loadSalt()));
+    const hashOf = (salt: bigint): number => this.hashKey(keyBytes, salt);
     const newEntryBytes = entrySizeBytes(keyBytes.length, value.length);
     const lock = writeLock(this.store, this.objectId);
     if (!lock.tryAcquire()) await lock.acquire();
     try {
       // Each split deepens the leaf by one bit, so this ends within KV_TABLE_SHIFT_MAX rounds.
       for (let round = 0; round <= KV_TABLE_SHIFT_MAX + 1; round++) {
-        const { header, block, leaf } = await this.locate(hash);
+        const { header, block, leaf, hash } = await this.locate(hashOf);
         const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
         if (scan.matchOffset >= 0) {
           const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
@@ -163,11 +159,10 @@ class KvObject implements KvMap {
 
   async delete(key: string): Promise<boolean> {
     const keyBytes = validateKey(key);
-    const hash = this.hashKey(keyBytes, this.salt ?? (await this.loadSalt()));
     const lock = writeLock(this.store, this.objectId);
     if (!lock.tryAcquire()) await lock.acquire();
     try {
-      const { header, block, leaf } = await this.locate(hash);
+      const { header, block, leaf, hash } = await this.locate((salt) => this.hashKey(keyBytes, salt));
       const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
       if (scan.matchOffset < 0) return false;
       const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
@@ -196,7 +191,7 @@ class KvObject implements KvMap {
     let cd = Number(cursor & BigInt(KV_CD_MAX));
     const entries: KvEntry[] = [];
     for (;;) {
-      const { leaf } = await this.locate(hash);
+      const { leaf } = await this.locate(() => hash);
       const buf = leaf.buf;
       const end = leaf.endOffset;
       for (let offset = KV_LEAF_HEADER_SIZE_BYTES, next = 0; offset < end; offset = next) {
@@ -343,17 +338,28 @@ class KvObject implements KvMap {
    * A leaf is the right one exactly when it covers the hash, because leaves partition the hash space
    * and are never freed; anything else is a reader racing a writer, and it retries.
    */
-  private async locate(hash: number): Promise<Located> {
+  /**
+   * The leaf that holds (or would hold) a hash; `hashOf` gets the object's salt from the header read
+   * here, so a key is hashed without reading the header twice. The leaf's buffer may be the cached
+   * block itself (readShared): leaves are only ever written whole, as new blocks, so it does not change
+   * under the caller, who must not modify it either.
+   */
+  private async locate(hashOf: (salt: bigint) => number): Promise<Located & { hash: number }> {
+    let hash = 0;
     for (let attempt = 0; attempt < LOCATE_ATTEMPTS_MAX; attempt++) {
       const header = KvHeaderPhys.decode(await this.store.read(this.objectId, 0, KV_HEADER_SIZE_BYTES), this.objectId);
+      hash = hashOf(header.salt);
       const index = Math.floor(hash / 2 ** (KV_HASH_BITS - header.tableShift));
       const pointer = await this.store.read(this.objectId, this.tableOffset(header, index), KV_TABLE_ENTRY_BYTES);
       const block = pointer.readUInt32BE(0);
       if (block === 0 || block >= header.nextFreeBlock) continue;
-      const buf = await this.store.read(this.objectId, block * KV_BLOCK_SIZE_BYTES, KV_BLOCK_SIZE_BYTES);
+      const at = block * KV_BLOCK_SIZE_BYTES;
+      const buf = this.store.readShared
+        ? await this.store.readShared(this.objectId, at, KV_BLOCK_SIZE_BYTES)
+        : await this.store.read(this.objectId, at, KV_BLOCK_SIZE_BYTES);
       const leaf = KvLeafPhys.tryDecode(buf);
       if (leaf === undefined || !leaf.covers(hash) || leaf.prefixLength > header.tableShift) continue;
-      return { header, block, leaf };
+      return { header, block, leaf, hash };
     }
     throw new CairnError('EIO', `kv object ${this.objectId}: no leaf covers hash ${hash}`, {
       objectId: this.objectId,
@@ -362,17 +368,11 @@ class KvObject implements KvMap {
 
   private async readHeader(): Promise<KvHeaderPhys> {
     const buf = await this.store.read(this.objectId, 0, KV_HEADER_SIZE_BYTES);
-    const header = KvHeaderPhys.decode(buf, this.objectId);
-    this.salt = header.salt;
-    return header;
+    return KvHeaderPhys.decode(buf, this.objectId);
   }
 
   private async writeHeader(header: KvHeaderPhys): Promise<void> {
     await this.store.write(this.objectId, 0, header.encode());
-  }
-
-  private async loadSalt(): Promise<bigint> {
-    return (await this.readHeader()).salt;
   }
 
   private hashKey(keyBytes: Buffer, salt: bigint): number {

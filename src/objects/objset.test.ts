@@ -180,3 +180,35 @@ test('objects: readInto fills a reused buffer like read, holes as zeros, across 
     assert.ok(target.equals(want), `readInto at ${at}`);
   }
 });
+
+test('objects: readShared reads like read (clean, dirty, holes, across blocks), and a whole-block write leaves a view taken before unchanged', async () => {
+  const env = new MapEnvironment();
+  const os = ObjectSet.create(env, ObjsetType.filesystem, policy);
+  const bs = 16 * 1024;
+  const id = await os.allocateObject(ObjectType.kv, { blockSizeBytes: bs });
+  const random = new Random(78);
+  const data = random.bytes(6 * bs);
+  await os.write(id, 0, data);
+  await os.freeRange(id, 2 * bs, bs); // a hole in the middle
+  data.fill(0, 2 * bs, 3 * bs);
+  const check = async (when: string): Promise<void> => {
+    for (const [offset, length] of [[0, bs], [bs + 100, 500], [2 * bs, bs], [bs - 10, 20], [5 * bs, bs], [6 * bs, 64]] as const) {
+      const shared = await os.readShared(id, offset, length);
+      assert.ok(shared.equals(await os.read(id, offset, length)), `${when}: readShared(${offset}, ${length})`);
+      const want = Buffer.alloc(length);
+      data.copy(want, 0, offset, Math.min(data.length, offset + length));
+      assert.ok(shared.equals(want), `${when}: readShared(${offset}, ${length}) against the model`);
+    }
+  };
+  await check('dirty');
+  await os.sync(env.txg);
+  env.endTxg();
+  await check('clean');
+  const view = await os.readShared(id, bs, bs);
+  const before = Buffer.from(view);
+  await os.write(id, bs, random.bytes(bs)); // whole block: a new buffer, the view keeps what it read
+  assert.ok(view.equals(before));
+  const dirtyView = await os.readShared(id, bs, bs);
+  await os.write(id, bs, random.bytes(bs));
+  assert.notEqual((await os.readShared(id, bs, bs)).buffer, dirtyView.buffer, 'a whole-block write of a dirty block replaces it');
+});

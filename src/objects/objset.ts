@@ -233,6 +233,19 @@ export class ObjectSet implements ObjectStore {
     return this.readBytes(state, offset, length);
   }
 
+  async readShared(id: number, offset: number, length: number): Promise<Buffer> {
+    assert(offset >= 0 && length > 0, 'bad shared read');
+    const state = await this.objectState(id);
+    const bs = state.dn.dataBlockSizeBytes;
+    const blkid = Math.floor(offset / bs);
+    const within = offset - blkid * bs;
+    if (within + length <= bs) {
+      const block = await this.getBlock(state, blkid);
+      if (block !== null && block.length >= within + length) return block.subarray(within, within + length);
+    }
+    return this.readBytes(state, offset, length);
+  }
+
   async readInto(id: number, offset: number, target: Buffer): Promise<void> {
     assert(offset >= 0, 'negative read');
     const state = await this.objectState(id);

@@ -60,6 +60,12 @@ export interface ObjectStore {
   read(id: number, offset: number, length: number): Promise<Buffer>;
   /** As read, into the caller's buffer (target.length bytes): streaming readers reuse one buffer. */
   readInto(id: number, offset: number, target: Buffer): Promise<void>;
+  /**
+   * As read, but the result may be the store's cached block itself (no copy) when the range lies in one
+   * block: the caller must never modify it, and it stays as read only while nobody writes part of that
+   * block in place (a whole-block write replaces the buffer instead). Optional: read is the fallback.
+   */
+  readShared?(id: number, offset: number, length: number): Promise<Buffer>;
   write(id: number, offset: number, data: Buffer): Promise<void>;
   /** Frees whole blocks in the range and zeroes partial ones (punch a hole / truncate). */
   freeRange(id: number, offset: number, length: number): Promise<void>;

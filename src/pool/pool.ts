@@ -111,6 +111,12 @@ export class Pool implements PoolHandle {
    * reopened: the next txg takes writes meanwhile. Null when none runs.
    */
   private committing: { txg: number; done: Promise<void> } | null = null;
+  /**
+   * The allocator's space figures as open context sees them. Space is allocated and freed only while a
+   * txg syncs (in an exclusive section) and when its commit ends, so the figures are computed once
+   * between those instead of walking every metaslab on each write's space check.
+   */
+  private spaceSeen: ReturnType<MetaslabAllocator['space']> | null = null;
   readonly scanner: Scanner;
   readonly env: ObjsetEnvironment;
   /** Leaves offline since this txg: `online` resilvers what was born after it. */
@@ -154,7 +160,7 @@ export class Pool implements PoolHandle {
       env: this.env,
       policy: () => this.datasetPolicy(),
       statfs: () => this.statfs(),
-      availableBytes: () => Math.max(0, this.allocator.space().freeBytes - this.slopBytes()),
+      availableBytes: () => Math.max(0, this.space().freeBytes - this.slopBytes()),
       reserveSpace: (bytes, copies, heldBytes) => this.reserveSpace(bytes, copies, heldBytes),
       sync: () => this.sync(),
       openTxg: () => (this.committing?.txg ?? this.txg) + 1,
@@ -339,8 +345,12 @@ export class Pool implements PoolHandle {
    * in the free space minus the slop (1/32 of the pool, at least 4 MiB). The slop is left for metadata,
    * so deleting files still works on a full pool.
    */
+  private space(): ReturnType<MetaslabAllocator['space']> {
+    return (this.spaceSeen ??= this.allocator.space());
+  }
+
   private reserveSpace(bytes: number, copies: number, heldBytes: number): void {
-    const space = this.allocator.space();
+    const space = this.space();
     const slopBytes = this.slopBytes() + heldBytes;
     let inflation = 1;
     for (const v of this.vdevs) inflation = Math.max(inflation, v.allocatedSize(128 * 1024) / (128 * 1024));
@@ -352,7 +362,7 @@ export class Pool implements PoolHandle {
 
   /** Kept free for metadata, so deleting files still works on a full pool. */
   private slopBytes(): number {
-    return Math.max(this.allocator.space().sizeBytes / 32, 4 * 1024 * 1024);
+    return Math.max(this.space().sizeBytes / 32, 4 * 1024 * 1024);
   }
 
   hold<T>(fn: () => Promise<T>): Promise<T> {
@@ -415,7 +425,12 @@ export class Pool implements PoolHandle {
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     return this.gate.exclusive(async () => {
       await this.committing?.done.catch(() => undefined);
-      return fn();
+      this.spaceSeen = null;
+      try {
+        return await fn();
+      } finally {
+        this.spaceSeen = null;
+      }
     });
   }
 
@@ -519,6 +534,7 @@ export class Pool implements PoolHandle {
         await this.flushAll();
       }
       this.allocator.endSync(txg);
+      this.spaceSeen = null;
       this.txg = txg;
     } catch (e) {
       if (config) this.configDirty = true;
@@ -617,7 +633,7 @@ export class Pool implements PoolHandle {
   }
 
   private statfs(): { totalBytes: number; freeBytes: number; availableBytes: number; files: number } {
-    const s = this.allocator.space();
+    const s = this.space();
     return { totalBytes: s.sizeBytes, freeBytes: s.freeBytes, availableBytes: s.freeBytes, files: this.rootObjset.objectIdLimit };
   }
 
