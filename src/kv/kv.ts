@@ -135,7 +135,7 @@ class KvObject implements KvMap {
             const cd = entryCd(leaf.buf, scan.matchOffset);
             const out = spliceLeaf(leaf, scan.matchOffset, oldEntryBytes, newEntryBytes, 0);
             encodeEntry(out, scan.matchOffset, hash, cd, keyBytes, value);
-            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out);
+            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out, { adopt: true });
             return;
           }
         } else {
@@ -143,7 +143,7 @@ class KvObject implements KvMap {
           if (leaf.payloadBytes + newEntryBytes <= KV_LEAF_PAYLOAD_MAX_BYTES) {
             const out = spliceLeaf(leaf, scan.insertOffset, 0, newEntryBytes, 1);
             encodeEntry(out, scan.insertOffset, hash, scan.freeCd, keyBytes, value);
-            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out);
+            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out, { adopt: true });
             header.entryCount++;
             await this.writeHeader(header);
             return;
@@ -168,7 +168,7 @@ class KvObject implements KvMap {
       const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
       // Leaves are never merged or freed (as in ZAP): readers rely on a leaf block staying a leaf.
       const out = spliceLeaf(leaf, scan.matchOffset, oldEntryBytes, 0, -1);
-      await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out);
+      await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out, { adopt: true });
       assert(header.entryCount > 0, `kv ${this.objectId}: entry count underflow`);
       header.entryCount--;
       await this.writeHeader(header);
@@ -251,7 +251,7 @@ class KvObject implements KvMap {
     upper.set(leaf.buf.subarray(splitOffset, leaf.endOffset), KV_LEAF_HEADER_SIZE_BYTES);
     const upperBlock = header.nextFreeBlock++;
     header.leafCount++;
-    await this.store.write(this.objectId, upperBlock * KV_BLOCK_SIZE_BYTES, upper);
+    await this.store.write(this.objectId, upperBlock * KV_BLOCK_SIZE_BYTES, upper, { adopt: true });
 
     const pointersPerHalf = 2 ** (header.tableShift - prefixLength);
     await this.fillTable(header, (lowerPrefix + 1) * pointersPerHalf, pointersPerHalf, upperBlock);
@@ -259,7 +259,7 @@ class KvObject implements KvMap {
     const lower = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
     KvLeafPhys.encodeHeader(lower, lowerPrefix, prefixLength, lowerCount, lowerBytes);
     lower.set(leaf.buf.subarray(KV_LEAF_HEADER_SIZE_BYTES, splitOffset), KV_LEAF_HEADER_SIZE_BYTES);
-    await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, lower);
+    await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, lower, { adopt: true });
     await this.writeHeader(header);
   }
 

@@ -211,4 +211,13 @@ test('objects: readShared reads like read (clean, dirty, holes, across blocks), 
   const dirtyView = await os.readShared(id, bs, bs);
   await os.write(id, bs, random.bytes(bs));
   assert.notEqual((await os.readShared(id, bs, bs)).buffer, dirtyView.buffer, 'a whole-block write of a dirty block replaces it');
+  // adopt: a whole aligned block becomes the block itself; a partial one is copied as always
+  const given = random.bytes(2 * bs + 10);
+  const expected = Buffer.from(given);
+  await os.write(id, 3 * bs, given, { adopt: true });
+  assert.ok((await os.read(id, 3 * bs, given.length)).equals(expected));
+  assert.equal((await os.readShared(id, 3 * bs, bs)).buffer, given.buffer, 'the given block is used, not copied');
+  await os.sync(env.txg);
+  env.endTxg();
+  assert.ok((await os.read(id, 3 * bs, given.length)).equals(expected), 'and synced as given');
 });

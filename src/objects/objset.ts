@@ -275,12 +275,12 @@ export class ObjectSet implements ObjectStore {
     state.prefetchedTo = Math.max(to, state.prefetchedTo ?? 0);
   }
 
-  async write(id: number, offset: number, data: Buffer): Promise<void> {
+  async write(id: number, offset: number, data: Buffer, options?: { adopt?: boolean }): Promise<void> {
     assert(offset >= 0, 'negative write offset');
     this.assertMutable();
     const state = await this.objectState(id);
     if (DATA_TYPES.has(state.dn.type)) this.env.reserveSpace(data.length, this.policy.copies);
-    await this.writeBytes(state, offset, data);
+    await this.writeBytes(state, offset, data, options?.adopt === true);
   }
 
   async freeRange(id: number, offset: number, length: number): Promise<void> {
@@ -477,7 +477,7 @@ export class ObjectSet implements ObjectStore {
 
   // ---- internals: writing --------------------------------------------------------------------------
 
-  private async writeBytes(state: ObjectState, offset: number, data: Buffer): Promise<void> {
+  private async writeBytes(state: ObjectState, offset: number, data: Buffer, adopt = false): Promise<void> {
     await this.growBlockSize(state, offset + data.length);
     const bs = state.dn.dataBlockSizeBytes;
     let done = 0;
@@ -487,7 +487,11 @@ export class ObjectSet implements ObjectStore {
       const within = pos - blkid * bs;
       const n = Math.min(bs - within, data.length - done);
       let block: Buffer;
-      if (n === bs) {
+      let filled = false;
+      if (n === bs && adopt) {
+        block = data.subarray(done, done + n); // the caller gave it up: no copy
+        filled = true;
+      } else if (n === bs) {
         block = Buffer.allocUnsafe(bs);
       } else {
         const dirty = state.dirtyBlocks.get(blkid);
@@ -499,7 +503,7 @@ export class ObjectSet implements ObjectStore {
           if (old) old.copy(block, 0, 0, Math.min(old.length, bs));
         }
       }
-      data.copy(block, within, done, done + n);
+      if (!filled) data.copy(block, within, done, done + n);
       if (block !== state.dirtyBlocks.get(blkid)) this.setDirtyBlock(state, blkid, block);
       else if (blkid >= state.dn.maxBlockId) this.setDirtyBlock(state, blkid, block);
       done += n;

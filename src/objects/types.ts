@@ -66,7 +66,11 @@ export interface ObjectStore {
    * block in place (a whole-block write replaces the buffer instead). Optional: read is the fallback.
    */
   readShared?(id: number, offset: number, length: number): Promise<Buffer>;
-  write(id: number, offset: number, data: Buffer): Promise<void>;
+  /**
+   * Writes data at offset. With `adopt`, data is the store's from now on (the caller never touches it
+   * again): a whole, aligned block of it may become the block itself instead of a copy.
+   */
+  write(id: number, offset: number, data: Buffer, options?: { adopt?: boolean }): Promise<void>;
   /** Frees whole blocks in the range and zeroes partial ones (punch a hole / truncate). */
   freeRange(id: number, offset: number, length: number): Promise<void>;
   getBonus(id: number): Promise<Buffer>;
