@@ -23,6 +23,7 @@ import {
   DT_LNK,
   DT_REG,
   ENTRY_OUT_SIZE_BYTES,
+  FopenFlag,
   FUSE_KERNEL_VERSION,
   FUSE_MINOR_VERSION_MIN,
   FUSE_MINOR_VERSION_SPOKEN,
@@ -107,8 +108,17 @@ const READDIR_PAGE_ENTRIES = 64;
 const LIVE_CACHE_VALID_SECONDS = 60;
 /** The same for `.cairn/snapshot` and what is under it, where snapshots come and go with no notice. */
 const SNAPSHOT_CACHE_VALID_SECONDS = 1;
-/** An xattr Cairn mounts do not carry (as a file system mounted without SELinux labelling). */
-const SELINUX_XATTR = 'security.selinux';
+/**
+ * Security xattrs Cairn mounts do not carry, EOPNOTSUPP through a mount: SELinux labels (`ls -l` asks
+ * for one on every file until a file system says EOPNOTSUPP) and file capabilities, which the kernel
+ * asks for before the first write to every file and would ignore at exec anyway (mounts are nosuid).
+ * GlusterFS mounts refuse both the same way unless mounted with --selinux or --capability.
+ */
+const SECURITY_XATTRS_REFUSED: ReadonlySet<string> = new Set(['security.selinux', 'security.capability']);
+/** The one of them the reader thread answers itself, the kernel's question before a write. */
+const CAPABILITY_XATTR = 'security.capability';
+/** Read-ahead of a mount (the FUSE connection's bdi), as `blockdev --setra`: the kernel's 128 KiB keeps one sequential READ in flight. */
+const READ_AHEAD_KB = 4096;
 const INIT_TIMEOUT_MS = 10_000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const TOOL_OUTPUT_MAX_BYTES = 4096;
@@ -143,18 +153,23 @@ interface ReaderWorkerData {
   slots: SharedArrayBuffer[];
   control: SharedArrayBuffer;
   answerFlush: boolean;
+  /** NUL-terminated name of the xattr whose GETXATTR the reader answers EOPNOTSUPP. */
+  refusedXattr: Uint8Array;
 }
 
 /**
  * The reader thread: blocks in read(2) on /dev/fuse so neither the JavaScript thread nor the libuv pool
  * does. It answers FLUSH itself (nothing to do unless syncOnClose) and drops FORGET, BATCH_FORGET and
  * INTERRUPT, so a close that happens while the JavaScript thread is blocked (exec closing a close-on-exec
- * fd during spawn) cannot deadlock. Plain JavaScript, evaluated, so it needs no loader.
+ * fd during spawn) cannot deadlock. It also answers the kernel's GETXATTR of security.capability (asked
+ * before the first write to each file; never carried, see SECURITY_XATTRS_REFUSED), which saves a
+ * round trip through the JavaScript thread per file written. Plain JavaScript, evaluated, so it needs
+ * no loader.
  */
 const READER_WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
-const { fd, slots, control: controlBuffer, answerFlush } = workerData;
+const { fd, slots, control: controlBuffer, answerFlush, refusedXattr } = workerData;
 const control = new Int32Array(controlBuffer);
 const buffers = slots.map((sab) => Buffer.from(sab));
 const count = buffers.length;
@@ -182,9 +197,11 @@ for (;;) {
     Atomics.store(control, i, 0);
     continue;
   }
-  if (opcode === ${Opcode.flush} && answerFlush) {
+  const refused = opcode === ${Opcode.getxattr} && length >= ${IN_HEADER_SIZE_BYTES} + 8 + refusedXattr.length &&
+    buffers[i].compare(refusedXattr, 0, refusedXattr.length, ${IN_HEADER_SIZE_BYTES} + 8, ${IN_HEADER_SIZE_BYTES} + 8 + refusedXattr.length) === 0;
+  if ((opcode === ${Opcode.flush} && answerFlush) || refused) {
     reply.writeUInt32LE(16, 0);
-    reply.writeInt32LE(0, 4);
+    reply.writeInt32LE(refused ? -${E.EOPNOTSUPP} : 0, 4);
     buffers[i].copy(reply, 8, 8, 16);
     Atomics.store(control, i, 0);
     try { fs.writeSync(fd, reply, 0, 16); } catch {}
@@ -305,6 +322,7 @@ class FuseSession {
       slots: this.slots.map((slot) => slot.request.buffer as SharedArrayBuffer),
       control: this.control.buffer as SharedArrayBuffer,
       answerFlush: !this.opts.syncOnClose,
+      refusedXattr: Buffer.from(`${CAPABILITY_XATTR}\0`, 'latin1'),
     };
     const worker = new Worker(READER_WORKER_SOURCE, { eval: true, workerData, execArgv: [] });
     worker.on('message', (message: ReaderMessage) => this.onReaderMessage(message));
@@ -608,7 +626,10 @@ class FuseSession {
         await fs.getattr(nodeIno);
         const fh = this.nextHandle++;
         this.dirs.set(fh, { ino: nodeIno, pageStart: 2, entries: [], nextCursor: 0n });
-        return this.replyOpen(slot, unique, fh);
+        // A live directory's listing may stay in the kernel (its changes come through the mount, or are
+        // invalidated); `.cairn` and snapshots' are asked for each time.
+        const live = this.snapshotNamespace?.isReadonlyIno(nodeIno) !== true;
+        return this.replyOpen(slot, unique, fh, live ? FopenFlag.keepCache | FopenFlag.cacheDir : 0);
       }
       case Opcode.readdir:
         return this.readdir(slot, unique, req, body, nodeIno, false);
@@ -695,10 +716,10 @@ class FuseSession {
     return fh;
   }
 
-  private replyOpen(slot: Slot, unique: bigint, fh: number): void {
+  private replyOpen(slot: Slot, unique: bigint, fh: number, openFlags = 0): void {
     const at = OUT_HEADER_SIZE_BYTES;
     slot.reply!.writeBigUInt64LE(BigInt(fh), at);
-    slot.reply!.writeUInt32LE(0, at + 8); // open_flags: no keep_cache, others may change the dataset
+    slot.reply!.writeUInt32LE(openFlags, at + 8);
     slot.reply!.writeUInt32LE(0, at + 12);
     this.send(slot, unique, 0, OPEN_OUT_SIZE_BYTES);
   }
@@ -868,19 +889,17 @@ class FuseSession {
     if (!x) throw new ErrnoReply(E.EOPNOTSUPP);
     const req = slot.request;
     const body = IN_HEADER_SIZE_BYTES;
-    // No SELinux labels through a mount: EOPNOTSUPP tells `ls -l` (and libselinux) to stop asking for
-    // them after the first file, where ENODATA would cost one round trip per file listed.
-    const refuseSelinux = (name: string): string => {
-      if (name === SELINUX_XATTR) throw new ErrnoReply(E.EOPNOTSUPP);
+    const refuseSecurity = (name: string): string => {
+      if (SECURITY_XATTRS_REFUSED.has(name)) throw new ErrnoReply(E.EOPNOTSUPP);
       return name;
     };
     switch (opcode) {
       case Opcode.getxattr: {
-        const name = refuseSelinux(readName(req, body + 8, lengthBytes).name);
+        const name = refuseSecurity(readName(req, body + 8, lengthBytes).name);
         return this.replySized(slot, unique, req.readUInt32LE(body), await x.getxattr(ino, name));
       }
       case Opcode.listxattr: {
-        const names = (await x.listxattr(ino)).filter((n) => n !== SELINUX_XATTR);
+        const names = (await x.listxattr(ino)).filter((n) => !SECURITY_XATTRS_REFUSED.has(n));
         let totalBytes = 0;
         for (const n of names) totalBytes += Buffer.byteLength(n) + 1;
         const list = Buffer.allocUnsafe(totalBytes);
@@ -897,7 +916,7 @@ class FuseSession {
         const valueBytes = req.readUInt32LE(body);
         const flags = req.readUInt32LE(body + 4);
         const name = readName(req, body + 8, lengthBytes);
-        refuseSelinux(name.name);
+        refuseSecurity(name.name);
         const value = Buffer.from(req.subarray(name.next, name.next + valueBytes));
         const xflags: SetXattrFlags = {};
         if (flags & XATTR_CREATE) xflags.create = true;
@@ -907,7 +926,7 @@ class FuseSession {
       }
       default: {
         this.refuseIfReadonly();
-        await x.removexattr(ino, refuseSelinux(readName(req, body, lengthBytes).name));
+        await x.removexattr(ino, refuseSecurity(readName(req, body, lengthBytes).name));
         return this.send(slot, unique, 0, 0);
       }
     }
@@ -1013,6 +1032,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
     throw new CairnError('EIO', `mount ${mountpoint} failed: ${(e as Error).message}`);
   }
   const connectionId = await fuseConnectionId(mountpoint).catch(() => null);
+  if (connectionId !== null) await setReadAhead(connectionId).catch(() => undefined); // a tuning: without sysfs, the default
   session.start();
   try {
     await withTimeout(session.initialized, INIT_TIMEOUT_MS, `FUSE INIT on ${mountpoint}`);
@@ -1076,6 +1096,11 @@ async function fuseConnectionId(mountpoint: string): Promise<number | null> {
     if (Number.isInteger(minor)) id = minor; // the last one is the top of a stack of mounts
   }
   return id;
+}
+
+/** Sets the read-ahead of the connection's bdi (/sys/class/bdi/0:<id>), which only root may change. */
+async function setReadAhead(connectionId: number): Promise<void> {
+  await nodeFs.promises.writeFile(`/sys/class/bdi/0:${connectionId}/read_ahead_kb`, String(READ_AHEAD_KB));
 }
 
 async function abortConnection(connectionId: number): Promise<void> {

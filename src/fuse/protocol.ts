@@ -72,6 +72,14 @@ export const InitFlag = {
   cacheSymlinks: 1 << 23,
 } as const;
 
+/** fuse_open_out.open_flags. */
+export const FopenFlag = {
+  /** Keep the page cache (for a directory: the cached listing) across opens. */
+  keepCache: 1 << 1,
+  /** Let the kernel cache the directory's listing (FUSE 7.28). */
+  cacheDir: 1 << 3,
+} as const;
+
 /** fuse_setattr_in.valid bits. */
 export const SetattrValid = {
   mode: 1 << 0,
