@@ -43,6 +43,8 @@ const CLEAN_DNODE_CACHE_MAX = 32768;
 const READ_CONCURRENCY_MAX = 16;
 /** Level-0 block writes in flight while an object syncs. */
 const WRITE_CONCURRENCY_MAX = 32;
+/** Objects whose blocks a sync writes at once (each up to WRITE_CONCURRENCY_MAX blocks in flight). */
+const OBJECTS_SYNCING_MAX = 16;
 /** Blocks read ahead of a sequential reader (OpenZFS zfetch, simplified to one stream per object). */
 const PREFETCH_BLOCKS = 32;
 
@@ -543,10 +545,25 @@ export class ObjectSet implements ObjectStore {
     this.syncing = true;
     try {
       const states = [...this.dirty.values()].sort((a, b) => a.id - b.id);
-      for (const state of states) {
-        if (state.freed) await this.freeTree(state.dn.rootBp, state.dn.nlevels - 1);
-        else await this.syncObject(state, txg);
-      }
+      // Objects sync OBJECTS_SYNCING_MAX at a time: a txg of many small files (an untar) would
+      // otherwise wait for each one's block write in turn, while the txg gate keeps writers out.
+      let next = 0;
+      let failure: { error: unknown } | null = null;
+      const syncer = async (): Promise<void> => {
+        while (failure === null && next < states.length) {
+          const state = states[next++] as ObjectState;
+          try {
+            if (state.freed) await this.freeTree(state.dn.rootBp, state.dn.nlevels - 1);
+            else await this.syncObject(state, txg);
+          } catch (error) {
+            failure ??= { error };
+          }
+        }
+      };
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: Math.min(OBJECTS_SYNCING_MAX, states.length) }, syncer));
+      const t1 = performance.now();
+      if (failure !== null) throw (failure as { error: unknown }).error;
       // Dnode records go into the meta-dnode object (plain writes: the objset is ours while syncing).
       for (const state of states) {
         const rec = Buffer.alloc(DNODE_SIZE_BYTES);
@@ -559,7 +576,9 @@ export class ObjectSet implements ObjectStore {
         if (!state.freed) this.clean.set(state.id, state);
       }
       this.trimClean();
+      const t2 = performance.now();
       await this.syncObject(this.meta, txg);
+      if (process.env.SYNC_STATS && states.length > 100) console.error(`    objset ${states.length} objects: objects ${(t1 - t0).toFixed(1)} ms, dnodes ${(t2 - t1).toFixed(1)} ms, meta ${(performance.now() - t2).toFixed(1)} ms`);
       this.meta.dnodeDirty = false;
       const phys = Buffer.alloc(OBJSET_PHYS_SIZE_BYTES);
       phys.writeBigUInt64LE(OBJSET_MAGIC, 0);
