@@ -218,6 +218,29 @@ describe(`NBD exports and FUSE mounts served by cairnd (seed ${SEED})`, () => {
       assert.ok(!(await okTool('ls', ['-a', mnt])).toString().split('\n').includes('.cairn'), 'snapdir=hidden');
     });
 
+    it('what cairn verbs change behind a mount shows through it at once, though the kernel caches for 60 s', async () => {
+      const mnt = box.path('mnt');
+      const cached = async (path: string): Promise<string> => (await sh(`stat -c '%s %a' ${path}`)).stdout.toString().trim() || 'ENOENT';
+      // The kernel now holds the missing name (a negative entry) and the root's listing.
+      assert.equal(await cached(`${mnt}/api`), 'ENOENT');
+      assert.ok(!(await okTool('ls', [mnt])).toString().split('\n').includes('api'));
+      await box.ok(['mkdir', 'tank/fs:/api']);
+      await box.ok(['cp', '-', 'tank/fs:/api/f.bin'], { input: data });
+      assert.ok((await okTool('ls', [mnt])).toString().split('\n').includes('api'), 'the cached listing was dropped');
+      assert.equal((await okTool('sha256sum', [`${mnt}/api/f.bin`])).toString().split(' ')[0], sha256(data));
+      const other = seededBytes(SEED + 2, 1000);
+      await box.ok(['cp', '-', 'tank/fs:/api/f.bin'], { input: other }); // the kernel has the old pages cached
+      assert.equal((await okTool('sha256sum', [`${mnt}/api/f.bin`])).toString().split(' ')[0], sha256(other));
+      await box.ok(['chmod', '600', 'tank/fs:/api/f.bin']);
+      assert.equal(await cached(`${mnt}/api/f.bin`), '1000 600');
+      await box.ok(['mv', 'tank/fs:/api/f.bin', 'tank/fs:/api/g.bin']);
+      assert.equal(await cached(`${mnt}/api/f.bin`), 'ENOENT');
+      assert.equal(await cached(`${mnt}/api/g.bin`), '1000 600');
+      await box.ok(['rm', '-r', 'tank/fs:/api']);
+      assert.equal(await cached(`${mnt}/api/g.bin`), 'ENOENT');
+      assert.equal(await cached(`${mnt}/api`), 'ENOENT');
+    });
+
     it('a snapshot mounts read-only (EROFS); mounting a mounted dataset or a volume is refused', async () => {
       const snap = box.path('snap');
       await box.ok(['mount', 'tank/fs@s1', snap]);
