@@ -410,6 +410,9 @@ export class Pool implements PoolHandle {
 
   private async syncNow(): Promise<void> {
     const commit = await this.exclusive(async () => {
+      // The txg a caller waited for may have failed to commit just now: nothing is dirty then, but
+      // nothing it wrote is durable either, so the pool's suspension is the answer.
+      this.checkUsable();
       // A txg with nothing dirty still runs while deferred frees wait for txgs to pass, so deleted
       // space comes back without new writes.
       if (!this.datasets.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return null;

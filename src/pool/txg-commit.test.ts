@@ -10,13 +10,14 @@ import type { DeviceOpenFn } from './api.js';
 import type { Pool } from './pool.js';
 import { FaultyDevice } from '../testing/faulty-device.js';
 import { Random, testSeed } from '../testing/random.js';
+import { isCairnError } from '../util/errors.js';
 
 const MiB = 1024 * 1024;
 
 /** One FaultyDevice (writes past the last flush may be dropped or torn at a power cut) whose flush can be held. */
 function heldFlushDisk(seed: number) {
   let device: FaultyDevice | null = null;
-  const held: { waiting: Array<() => void>; holding: boolean; flushes: number } = { waiting: [], holding: false, flushes: 0 };
+  const held: { waiting: Array<() => void>; holding: boolean; flushes: number; failing: boolean } = { waiting: [], holding: false, flushes: 0, failing: false };
   let flushStarted: (() => void) | null = null;
   // After a power cut this process is dead as far as the disk goes: nothing it still does reaches it.
   let dead = false;
@@ -42,6 +43,7 @@ function heldFlushDisk(seed: number) {
           await new Promise<void>((resolve) => held.waiting.push(resolve));
         }
         alive();
+        if (held.failing) throw new Error('injected flush failure');
         return d.flush();
       },
       close: () => d.close(),
@@ -62,6 +64,10 @@ function heldFlushDisk(seed: number) {
     hold: (): Promise<void> => {
       held.holding = true;
       return new Promise<void>((resolve) => (flushStarted = resolve));
+    },
+    /** From now on a flush fails (an I/O error). */
+    failFlushes: (): void => {
+      held.failing = true;
     },
     release: (): void => {
       held.holding = false;
@@ -143,4 +149,22 @@ test('writes of the next txg go on while a txg commits, and a power cut at any p
     assert.equal(check.allocatedBytes, check.reachableBytes + check.deferredBytes, `round ${round}: space leak after import`);
     await again.export();
   }
+});
+
+test('a sync that waited for a txg whose commit failed reports the failure, not success', async () => {
+  const disk = heldFlushDisk(testSeed());
+  const path = '/txg-commit/failed';
+  const pool = (await createPool({ name: 'tf', vdevSpec: [path], openDevice: disk.openDevice, cacheSizeBytes: 8 * MiB })) as Pool;
+  for (let i = 0; i < 4; i++) await pool.sync(); // let deferred frees pass, so an empty txg does not run
+  await writeFile(pool, 'w', Buffer.alloc(10_000, 7));
+  const flushing = disk.hold();
+  const first = pool.sync(); // writes the txg holding w; its commit waits in the flush
+  await flushing;
+  const second = pool.sync(); // a caller that wants w durable waits for that txg
+  disk.failFlushes();
+  disk.release();
+  await assert.rejects(first);
+  await assert.rejects(second, (e: unknown) => isCairnError(e, 'EIO'), 'the second sync must not report w durable');
+  assert.equal(pool.health(), 'SUSPENDED');
+  await pool.abandon();
 });

@@ -59,3 +59,24 @@ test('file device: concurrent writes (adjacent, scattered, overlapping, runs pas
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('file device: flush and close finish the writes issued before them, even when the writer did not wait', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
+  try {
+    const path = join(dir, 'dev');
+    const device = await openFileDevice(path, { create: MiB });
+    const order: string[] = [];
+    const first = device.write(0, Buffer.alloc(4096, 1)).then(() => order.push('write'));
+    await device.flush().then(() => order.push('flush'));
+    assert.deepEqual(order, ['write', 'flush'], 'the fdatasync covered the write queued before it');
+    await first;
+    const second = device.write(4096, Buffer.alloc(4096, 2));
+    await device.close();
+    await second; // landed before the close, not refused by it
+    const onDisk = await readFile(path);
+    assert.ok(onDisk.subarray(0, 4096).equals(Buffer.alloc(4096, 1)));
+    assert.ok(onDisk.subarray(4096, 8192).equals(Buffer.alloc(4096, 2)));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -6,7 +6,9 @@
  * are sorted, and runs that touch end to end go down as one writev of at most AGGREGATE_MAX_BYTES. A
  * txg of small blocks (an untar) then costs a system call per run instead of one per block, and each
  * call costs the JavaScript thread a hand-off to the libuv pool. Each write still resolves only once
- * its bytes were written.
+ * its bytes were written, and flush() and close() first finish every write issued before them.
+ * Writes in flight together have no order among them (as on any disk): a caller that writes a range
+ * twice, or reads what it writes, waits for the first write, as the pool always does.
  */
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -45,6 +47,8 @@ export class FileDevice implements BlockDevice {
   private readonly exclusiveKey: string | null;
   /** Writes waiting for this turn of the event loop to end (see the top of the file). */
   private pending: PendingWrite[] = [];
+  /** Runs issued and not yet settled. */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(path: string, handle: FileHandle, sizeBytes: number, exclusiveKey: string | null) {
     this.path = path;
@@ -98,16 +102,28 @@ export class FileDevice implements BlockDevice {
       if (run && w.offset === runEnd && runBytes + w.data.length <= AGGREGATE_MAX_BYTES) run.push(w);
       else runs.push([w]);
     }
-    const settle = (run: PendingWrite[]): Promise<void> =>
-      this.writeRun(run).then(
+    const settle = (run: PendingWrite[]): Promise<void> => {
+      const settled = this.writeRun(run).then(
         () => run.forEach((w) => w.resolve()),
         (error: unknown) => run.forEach((w) => w.reject(error)),
       );
+      this.inFlight.add(settled);
+      void settled.finally(() => this.inFlight.delete(settled));
+      return settled;
+    };
     if (!overlap) {
       for (const run of runs) void settle(run);
       return;
     }
-    void issued.reduce<Promise<void>>((previous, w) => previous.then(() => settle([w])), Promise.resolve());
+    const inOrder = issued.reduce<Promise<void>>((previous, w) => previous.then(() => settle([w])), Promise.resolve());
+    this.inFlight.add(inOrder);
+    void inOrder.finally(() => this.inFlight.delete(inOrder));
+  }
+
+  /** Issues what waits for the end of this turn now, and waits until every write issued so far settled. */
+  private async drainWrites(): Promise<void> {
+    if (this.pending.length > 0) this.issuePending();
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   private async writeRun(run: PendingWrite[]): Promise<void> {
@@ -128,12 +144,14 @@ export class FileDevice implements BlockDevice {
   }
 
   async flush(): Promise<void> {
+    await this.drainWrites();
     await this.openHandle().datasync();
   }
 
   async close(): Promise<void> {
     const handle = this.handle;
     if (handle === null) return;
+    await this.drainWrites();
     this.handle = null;
     if (this.exclusiveKey !== null) exclusivePaths.delete(this.exclusiveKey);
     await handle.close();
