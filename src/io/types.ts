@@ -34,6 +34,11 @@ export interface BlockWriteProps {
   copies: number;
   fill: number;
   birthTxg: number;
+  /**
+   * Keep the written block in the cache. Metadata always is; a data block is when part of it was
+   * written this txg, since the next small write into it would otherwise read it back.
+   */
+  keepCached?: boolean;
 }
 
 export interface ScrubResult {

@@ -94,6 +94,8 @@ interface ObjectState {
   prefetchedTo?: number;
   /** The clean cache's access count when this was last moved to its recent end. */
   touchedAt?: number;
+  /** Dirty blocks written in part this txg (their writes read the old contents): kept cached at sync. */
+  partlyWritten?: Set<number>;
 }
 
 /** What changedObjects read: blocks of this set's meta-dnode tree, and blocks of the older set's. */
@@ -405,6 +407,7 @@ export class ObjectSet implements ObjectStore {
   private dropDirtyBlocks(state: ObjectState): void {
     for (const buf of state.dirtyBlocks.values()) if (buf) this.env.dirtyBytesChanged(-buf.length);
     state.dirtyBlocks.clear();
+    state.partlyWritten?.clear();
   }
 
   private setDirtyBlock(state: ObjectState, blkid: number, data: Buffer | null): void {
@@ -497,6 +500,7 @@ export class ObjectSet implements ObjectStore {
         block = Buffer.allocUnsafe(bs);
       } else {
         const dirty = state.dirtyBlocks.get(blkid);
+        (state.partlyWritten ??= new Set()).add(blkid);
         if (dirty) {
           block = dirty; // already private to this txg: modify in place
         } else {
@@ -623,10 +627,12 @@ export class ObjectSet implements ObjectStore {
     for (let i = 0; i < entries.length; i += WRITE_CONCURRENCY_MAX) {
       const batch = entries.slice(i, i + WRITE_CONCURRENCY_MAX);
       const olds = await Promise.all(batch.map(([blkid]) => this.diskPointer(dn, 0, blkid)));
-      const bps = await Promise.all(batch.map(([, data], j) => {
+      const bps = await Promise.all(batch.map(([blkid, data], j) => {
         const old = olds[j] ?? null;
         if (data === null || (this.policy.compression !== 0 && isAllZero(data))) return Promise.resolve(holeBlockPointer(dn.dataBlockSizeBytes, txg));
-        return this.env.writeBlock(data, this.props(dn.type, 0, 1, metadata, txg), old && !isHole(old) ? old : null);
+        const props = this.props(dn.type, 0, 1, metadata, txg);
+        if (state.partlyWritten?.has(blkid)) props.keepCached = true;
+        return this.env.writeBlock(data, props, old && !isHole(old) ? old : null);
       }));
       batch.forEach(([blkid], j) => {
         const bp = bps[j] as BlockPointer;

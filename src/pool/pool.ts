@@ -36,7 +36,7 @@ import { TxgGate } from './txg-gate.js';
 import { Scanner } from './scan.js';
 
 export const ARC_SIZE_DEFAULT_BYTES = 256 * 1024 * 1024;
-export const DIRTY_DATA_MAX_BYTES = 64 * 1024 * 1024;
+export const DIRTY_DATA_MAX_BYTES = 256 * 1024 * 1024;
 /** A txg is synced at least this often when anything is dirty (OpenZFS zfs_txg_timeout). */
 export const TXG_TIMEOUT_MS = 5000;
 const ROOT_DATASET_KEY = 'root_dataset';
@@ -132,7 +132,7 @@ export class Pool implements PoolHandle {
     this.vdevs = vdevs;
     this.txg = txg;
     this.arc = new Arc({ maxSizeBytes: arcSizeBytes });
-    this.gate = new TxgGate(Math.min(DIRTY_DATA_MAX_BYTES, Math.max(8 << 20, arcSizeBytes / 2)), () => this.sync());
+    this.gate = new TxgGate(Math.min(DIRTY_DATA_MAX_BYTES, Math.max(8 << 20, arcSizeBytes)), () => this.sync());
     this.io = new IoPipeline({ vdevs: (id) => this.vdevs[id], allocator: { allocate: (p, c) => this.allocator.allocate(p, c), free: (d) => this.allocator.free(d) } });
     this.scanner = new Scanner(this);
     this.env = {
@@ -328,12 +328,12 @@ export class Pool implements PoolHandle {
     } else {
       bp = await this.io.write(data, props);
     }
-    // Every block written stays cached, as OpenZFS keeps a synced dbuf in the ARC: metadata is read
-    // again soon (the next txg's indirect updates), and a small write into a record rewrites the whole
-    // record from what it held (4 KiB random writes went 1,500 → 13,500 a second in-process when the
-    // record no longer had to be read back and verified). A streaming write only fills the ARC's
-    // recently-used side, which evicts its own blocks first.
-    this.arc.put(this.arcKey(bp), data);
+    // Metadata is read again soon (the next txg's indirect updates). Data stays cached when part of
+    // the block was written this txg (props.keepCached): the next small write into that record would
+    // otherwise read it back and verify it (4 KiB random writes went 1,500 → 12,000 a second
+    // in-process). Whole records written by a stream are not kept: caching them cost a sequential
+    // write a third of its speed, as OpenZFS's dbuf cache does not pay in C.
+    if (props.level > 0 || props.type !== 10 || props.keepCached === true) this.arc.put(this.arcKey(bp), data);
     return bp;
   }
 
