@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -185,6 +185,7 @@ describe('dataset usage errors through runCli (exit 2, nothing sent)', () => {
       assert.match(err, pattern);
       assert.equal(err.trimEnd().split('\n').length, 2, err);
       assert.equal(out, '');
+      assert.deepEqual(await readdir(home), [], 'nothing was sent: no daemon was started');
     });
   }
 });

@@ -134,11 +134,13 @@ export const DATASET_COMMANDS: Command[] = [
         throw new UsageError("'-s' and '-b' can only be used when creating a volume", usage);
       }
       if (blockText !== undefined) properties['volblocksize'] = String(sizeArgument(blockText, 'block size', usage));
+      // Every argument is checked before the daemon is reached (or started): a usage error sends nothing.
+      const volsize = volsizeText !== undefined ? { volsizeBytes: sizeArgument(volsizeText, 'volume size', usage) } : {};
       const client = await context.client();
       await client.call('dataset.create', {
         name,
         ...(args.booleans.has('p') ? { parents: true } : {}),
-        ...(volsizeText !== undefined ? { volsizeBytes: sizeArgument(volsizeText, 'volume size', usage) } : {}),
+        ...volsize,
         ...(args.booleans.has('s') ? { sparse: true } : {}),
         ...(Object.keys(properties).length > 0 ? { properties } : {}),
         command: context.commandLine,
@@ -161,11 +163,12 @@ export const DATASET_COMMANDS: Command[] = [
       for (const name of args.values.get('S') ?? []) sortKeys.push({ property: parsePropertyList(name, usage)[0] ?? name, descending: true });
       for (const name of args.positionals) checkName(name, 'any', usage);
       const wanted = [...new Set([...columns, ...sortKeys.map((key) => key.property)])].filter((name) => name !== 'name');
+      const depth = depthFlag(args, usage);
       const client = await context.client();
       const rows = await client.call('dataset.list', {
         names: args.positionals,
         ...(args.booleans.has('r') ? { recursive: true } : {}),
-        ...depthFlag(args, usage),
+        ...depth,
         ...typesFlag(args),
         properties: wanted,
       });
@@ -192,11 +195,12 @@ export const DATASET_COMMANDS: Command[] = [
       const badField = fields.find((field) => !GET_FIELDS.includes(field));
       if (badField !== undefined) throw new UsageError(`invalid field '${badField}': must be name, property, value or source`, usage);
       for (const name of names) checkName(name, 'any', usage);
+      const depth = depthFlag(args, usage);
       const client = await context.client();
       const rows = await client.call('dataset.get', {
         names,
         ...(args.booleans.has('r') ? { recursive: true } : {}),
-        ...depthFlag(args, usage),
+        ...depth,
         ...typesFlag(args),
         ...(properties === 'all' ? {} : { properties }),
       });
