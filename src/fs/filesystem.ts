@@ -874,7 +874,8 @@ export class Filesystem implements FileSystemApi {
   }
 
   async retain(ino: number): Promise<void> {
-    await this.loadInode(ino); // ENOENT for an inode that does not exist
+    const count = this.openCounts.get(ino);
+    if (count === undefined) await this.loadInode(ino); // ENOENT for an inode that does not exist
     this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
   }
 

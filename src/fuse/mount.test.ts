@@ -167,6 +167,24 @@ describe('FUSE mount of a pool', { skip }, () => {
     await assert.rejects(fsp.rename(join(mnt, 'r1'), join(mnt, 'r1', 'inside')), errCode('EINVAL'));
   });
 
+  it('an inode lives while the kernel holds it: unlinked behind the mount it is kept, and freed once the kernel forgets it', async () => {
+    const p = join(mnt, 'held');
+    await fsp.writeFile(p, 'kept');
+    const ino = (await fsp.stat(p)).ino;
+    const fs = pool!.fs;
+    await fs.unlink(fs.rootIno, 'held'); // behind the mount, with no notice: the kernel still holds the inode
+    assert.equal((await fs.getattr(ino)).nlink, 0, 'kept (nlink 0) for the kernel, not freed under it');
+    assert.equal((await run('cat', [p])).stdout, 'kept', 'a path walk that found it can still read it');
+    await mount!.invalidate({ kind: 'entry', parentIno: fs.rootIno, name: 'held' }); // the kernel drops the name, then forgets the inode
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const gone = await fs.getattr(ino).then(() => false, (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+      if (gone) break;
+      assert.ok(Date.now() < deadline, 'freed once the kernel forgot it');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   it('hard links share the inode and count links; symlinks resolve', async () => {
     const a = join(mnt, 'link-a');
     await fsp.writeFile(a, 'linked');

@@ -146,7 +146,11 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IPERM = 0o7777;
 
-type ReaderMessage = { kind: 'request'; slot: number; lengthBytes: number } | { kind: 'end'; error: string | null };
+type ReaderMessage =
+  | { kind: 'request'; slot: number; lengthBytes: number }
+  /** FORGET and BATCH_FORGET, read by the reader thread: node id and count, pair after pair. */
+  | { kind: 'forget'; pairs: number[] }
+  | { kind: 'end'; error: string | null };
 
 interface ReaderWorkerData {
   fd: number;
@@ -159,8 +163,9 @@ interface ReaderWorkerData {
 
 /**
  * The reader thread: blocks in read(2) on /dev/fuse so neither the JavaScript thread nor the libuv pool
- * does. It answers FLUSH itself (nothing to do unless syncOnClose) and drops FORGET, BATCH_FORGET and
- * INTERRUPT, so a close that happens while the JavaScript thread is blocked (exec closing a close-on-exec
+ * does. It answers FLUSH itself (nothing to do unless syncOnClose), passes FORGET and BATCH_FORGET on
+ * as plain numbers (they need no reply and no slot) and drops INTERRUPT, so a close that happens while
+ * the JavaScript thread is blocked (exec closing a close-on-exec
  * fd during spawn) cannot deadlock. It also answers the kernel's GETXATTR of security.capability (asked
  * before the first write to each file; never carried, see SECURITY_XATTRS_REFUSED), which saves a
  * round trip through the JavaScript thread per file written. Plain JavaScript, evaluated, so it needs
@@ -193,7 +198,21 @@ for (;;) {
     break;
   }
   const opcode = buffers[i].readUInt32LE(4);
-  if (opcode === ${Opcode.forget} || opcode === ${Opcode.batchForget} || opcode === ${Opcode.interrupt}) {
+  if (opcode === ${Opcode.forget} || opcode === ${Opcode.batchForget}) {
+    const b = buffers[i];
+    const pairs = [];
+    if (opcode === ${Opcode.forget}) pairs.push(Number(b.readBigUInt64LE(16)), Number(b.readBigUInt64LE(${IN_HEADER_SIZE_BYTES})));
+    else {
+      const count = b.readUInt32LE(${IN_HEADER_SIZE_BYTES});
+      for (let k = 0, at = ${IN_HEADER_SIZE_BYTES} + 8; k < count && at + 16 <= length; k++, at += 16) {
+        pairs.push(Number(b.readBigUInt64LE(at)), Number(b.readBigUInt64LE(at + 8)));
+      }
+    }
+    Atomics.store(control, i, 0);
+    parentPort.postMessage({ kind: 'forget', pairs });
+    continue;
+  }
+  if (opcode === ${Opcode.interrupt}) {
     Atomics.store(control, i, 0);
     continue;
   }
@@ -286,6 +305,12 @@ class FuseSession {
   /** Set when `.cairn/snapshot` is served: tells which nodes are read-only whatever the mount is. */
   private readonly snapshotNamespace: SnapshotNamespace | null;
   /** Invalidation notices not yet written, in order; a repeat of one already waiting is dropped. */
+  /**
+   * Inodes the kernel holds (node id → lookups it was given). Each is retained in the file system until
+   * the kernel forgets it, as a FUSE server must: an unlink or a rename over it then leaves it usable
+   * (nlink 0, on the unlinked set) for a path walk that found it just before, instead of freed under it.
+   */
+  private readonly kernelHeld = new Map<number, { lookups: number; retained: Promise<boolean> }>();
   private readonly notices = new Map<string, Buffer>();
   /** Callers waiting for every notice queued before them to be written. */
   private noticesWritten: Array<() => void> = [];
@@ -343,6 +368,10 @@ class FuseSession {
       this.end(message.error === null ? null : new Error(message.error));
       return;
     }
+    if (message.kind === 'forget') {
+      for (let k = 0; k + 1 < message.pairs.length; k += 2) this.forget(message.pairs[k] as number, message.pairs[k + 1] as number);
+      return;
+    }
     const slot = this.slot(message.slot);
     slot.reply ??= Buffer.allocUnsafe(SLOT_SIZE_BYTES);
     this.inFlight++;
@@ -365,6 +394,7 @@ class FuseSession {
     // The kernel sends no RELEASE for handles still open when the connection ends: release them here
     // (what cannot be released now, the unlinked set frees when the file system is next opened).
     for (const fh of [...this.files.keys()]) void this.release(BigInt(fh));
+    for (const [ino, held] of [...this.kernelHeld]) this.forget(this.nodeId(ino), held.lookups);
     this.rejectInitialized(new CairnError('EIO', `FUSE connection ended before INIT${error ? `: ${error.message}` : ''}`));
     this.maybeDrained();
   }
@@ -460,7 +490,6 @@ class FuseSession {
     const req = slot.request;
     const opcode = req.readUInt32LE(4);
     const unique = req.readBigUInt64LE(8);
-    if (opcode === Opcode.forget || opcode === Opcode.batchForget || opcode === Opcode.interrupt) return; // no reply
     try {
       await this.handle(slot, opcode, unique, lengthBytes);
     } catch (e) {
@@ -485,11 +514,42 @@ class FuseSession {
     if (this.opts.readonly) throw new ErrnoReply(E.EROFS);
   }
 
+  /** An entry (node id and attributes) goes to the kernel: one more lookup it holds. */
+  private handOut(ino: number): void {
+    const retain = this.fs.retain;
+    if (retain === undefined || ino === this.fs.rootIno || this.snapshotNamespace?.isReadonlyIno(ino)) return;
+    const held = this.kernelHeld.get(ino);
+    if (held) {
+      held.lookups++;
+      return;
+    }
+    // Started before the reply is written; the inode was just read, so it takes effect before this
+    // thread serves another request.
+    const retained = retain.call(this.fs, ino).then(
+      () => true,
+      () => false, // gone already (a race with an unlink): nothing to release later
+    );
+    this.kernelHeld.set(ino, { lookups: 1, retained });
+  }
+
+  private forget(nodeId: number, lookups: number): void {
+    const ino = this.ino(nodeId);
+    const held = this.kernelHeld.get(ino);
+    if (!held) return;
+    held.lookups -= lookups;
+    if (held.lookups > 0) return;
+    this.kernelHeld.delete(ino);
+    void held.retained.then(async (retained) => {
+      if (retained) await this.fs.release?.(ino);
+    }).catch((e: unknown) => this.opts.onError?.(e, Opcode.forget));
+  }
+
   private validSeconds(ino: number): number {
     return this.snapshotNamespace?.isReadonlyIno(ino) ? SNAPSHOT_CACHE_VALID_SECONDS : LIVE_CACHE_VALID_SECONDS;
   }
 
   private replyEntry(slot: Slot, unique: bigint, st: Stat): void {
+    this.handOut(st.ino);
     putEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
   }
@@ -750,6 +810,7 @@ class FuseSession {
       return { st: created, fh: await this.openFile(created.ino) };
     })();
     const out = slot.reply!;
+    this.handOut(st.ino);
     putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
     out.writeBigUInt64LE(BigInt(fh), at);
@@ -866,6 +927,7 @@ class FuseSession {
           if (errno === E.ENOENT || errno === E.ESTALE) continue;
           throw e;
         }
+        this.handOut(st.ino);
         putEntryOut(out, at, this.nodeId(st.ino), st, this.validSeconds(st.ino));
         at += ENTRY_OUT_SIZE_BYTES;
       }
