@@ -110,13 +110,6 @@ export function formatSize(bytes: number): string {
   return text;
 }
 
-function parseCount(text: string): number {
-  if (!/^\d+$/.test(text.trim())) throw einval(`bad numeric value '${text}'`);
-  const value = Number(text.trim());
-  if (!Number.isSafeInteger(value)) throw einval(`numeric value '${text}' is too large`);
-  return value;
-}
-
 function isPowerOfTwo(n: number): boolean {
   return n > 0 && Number.isSafeInteger(n) && 2 ** Math.round(Math.log2(n)) === n;
 }

@@ -20,7 +20,7 @@ import { CompressionType, type BlockWriteProps, type ChecksumType } from '../io/
 import { assert } from '../util/assert.js';
 import { CairnError } from '../util/errors.js';
 import {
-  DNODE_SHIFT, DNODE_SIZE_BYTES, INDIRECT_BLOCK_SIZE_BYTES, POINTERS_PER_INDIRECT, POINTERS_PER_INDIRECT_SHIFT,
+  DNODE_SHIFT, DNODE_SIZE_BYTES, INDIRECT_BLOCK_SIZE_BYTES, POINTERS_PER_INDIRECT,
   decodeDnode, emptyDnode, encodeDnode, type Dnode,
 } from './dnode.js';
 import {

@@ -26,7 +26,7 @@ import type { FileSystemApi } from '../fs/types.js';
 import { assert } from '../util/assert.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { LeafVdev, MirrorVdev, RaidzVdev, buildVdevConfig, openFileDevice, openVdev, parseVdevSpec, randomGuid } from '../vdev/index.js';
-import type { BlockDevice, Vdev, VdevConfig } from '../vdev/types.js';
+import type { BlockDevice, Vdev } from '../vdev/types.js';
 import type { HistoryEntry, IoStats, PoolHealth, PoolStatus, ScanStatus, VdevStatusNode } from './types.js';
 import type { DeviceOpenFn, PoolHandle } from './api.js';
 import { initializeLabels, ON_DISK_VERSION, readDeviceLabels, newestConfig, writeLabelConfigs, writeUberblock, type LabelConfig, type Uberblock } from './label.js';

@@ -73,10 +73,6 @@ function extentsOf(vdev: Vdev, offset: number, psize: number): Extent[] {
   }));
 }
 
-function rawDevice(leaf: LeafVdev, original: BlockDevice): BlockDevice {
-  return leaf.device ?? original;
-}
-
 async function readRaw(device: BlockDevice, extent: Extent): Promise<Buffer> {
   return device.read(ALLOCATABLE_START_BYTES + extent.offset, extent.sizeBytes);
 }
