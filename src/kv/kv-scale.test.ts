@@ -33,7 +33,7 @@ async function checkLookups(store: MemoryObjectStore, kv: KvMap, entryCount: num
 
 async function scale(entryCount: number, samples: number): Promise<void> {
   const store = new MemoryObjectStore();
-  const kv = await createKv(store, ObjectType.kv, { salt: 0x5eedn });
+  const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: 0x5eedn }));
   // The per-lookup cost is the same at 1k entries as at the full size.
   await fill(store, kv, 0, 1000);
   await checkLookups(store, kv, 1000, 200);

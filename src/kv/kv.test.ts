@@ -41,7 +41,7 @@ async function readHeader(store: MemoryObjectStore, objectId: number): Promise<K
 
 test('set, get, replace, delete, count, reopen', async () => {
   const store = new MemoryObjectStore();
-  const kv = await createKv(store);
+  const kv = await store.hold(() => createKv(store));
   const info = await store.objectInfo(kv.objectId);
   assert.equal(info.type, ObjectType.kv);
   assert.equal(info.blockSizeBytes, KV_BLOCK_SIZE_BYTES);
@@ -77,7 +77,7 @@ test('set, get, replace, delete, count, reopen', async () => {
 
 test('bad keys, values, cursors and limits are rejected', async () => {
   const store = new MemoryObjectStore();
-  const kv = await createKv(store);
+  const kv = await store.hold(() => createKv(store));
   const rejects = (p: Promise<unknown>, code: 'EINVAL' | 'ENAMETOOLONG') =>
     assert.rejects(p, (e) => isCairnError(e, code));
   await store.hold(async () => {
@@ -113,7 +113,7 @@ test('model-based random operations match a Map (several seeds)', async () => {
     await withSeed(seed, async () => {
       const random = prng(seed);
       const store = new MemoryObjectStore();
-      const kv = await createKv(store, ObjectType.kv, { salt: BigInt(seed) * 0x9e3779b97f4a7c15n });
+      const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: BigInt(seed) * 0x9e3779b97f4a7c15n }));
       const model = new Map<string, Buffer>();
       const keyPool = Array.from({ length: 900 }, (_, i) =>
         i % 50 === 0 ? `long-${i}-${'x'.repeat(Math.floor(random() * 900))}` : `key-${i}-${i * 7919}`,
@@ -152,7 +152,7 @@ test('a listing resumed at cursors sees every entry that existed throughout, exa
     await withSeed(seed, async () => {
       const random = prng(seed);
       const store = new MemoryObjectStore();
-      const kv = await createKv(store, ObjectType.kv, { salt: BigInt(seed) });
+      const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: BigInt(seed) }));
       const stable = new Set<string>();
       const volatile = new Set<string>();
       await store.hold(async () => {
@@ -195,7 +195,7 @@ test('keys with equal hashes are all stored, found, listed and deleted', async (
   // Eight distinct hashes for all keys: each hash is shared by many keys.
   const hashFunction: KvHashFunction = (keyBytes) => xxh64(`group-${keyBytes[keyBytes.length - 1]! % 8}`, 0n);
   const store = new MemoryObjectStore();
-  const kv = await createKv(store, ObjectType.kv, { hashFunction });
+  const kv = await store.hold(() => createKv(store, ObjectType.kv, { hashFunction }));
   const keys = Array.from({ length: 240 }, (_, i) => `collide-${i}`);
   await store.hold(async () => {
     for (const key of keys) await kv.set(key, Buffer.from(`value of ${key}`));
@@ -223,7 +223,7 @@ test('keys with equal hashes are all stored, found, listed and deleted', async (
 
 test('more equal-hash keys than a leaf holds fail with ENOSPC and leave the map intact', async () => {
   const store = new MemoryObjectStore();
-  const kv = await createKv(store, ObjectType.kv, { hashFunction: () => 0x1234_5678_9abc_def0n });
+  const kv = await store.hold(() => createKv(store, ObjectType.kv, { hashFunction: () => 0x1234_5678_9abc_def0n }));
   const value = Buffer.alloc(1024, 1);
   let stored = 0;
   await store.hold(async () => {
@@ -248,7 +248,7 @@ test('more equal-hash keys than a leaf holds fail with ENOSPC and leave the map 
 
 test('the pointer table moves out of block 0 and keeps doubling; readers racing writers stay correct', async () => {
   const store = new MemoryObjectStore();
-  const kv = await createKv(store, ObjectType.kv, { salt: 42n });
+  const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: 42n }));
   // Large entries fill leaves fast: ~7 per leaf, so 12k entries need more than 2^11 leaves.
   const keyOf = (i: number) => `${i}-${'k'.repeat(900)}`;
   const valueOf = (i: number) => Buffer.alloc(1000, i & 0xff);
@@ -289,7 +289,7 @@ test('the pointer table moves out of block 0 and keeps doubling; readers racing 
 
 test('replacing a value keeps its cursor position, also when the replacement splits the leaf', async () => {
   const store = new MemoryObjectStore();
-  const kv = await createKv(store, ObjectType.kv, { salt: 7n });
+  const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: 7n }));
   const keyCount = 400;
   await store.hold(async () => {
     for (let i = 0; i < keyCount; i++) await kv.set(`r${i}`, Buffer.from('small'));

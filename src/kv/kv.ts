@@ -54,28 +54,26 @@ const CURSOR_LIMIT = 1n << 64n;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const BYTE_ESCAPE = /(?<![\uD800-\uDBFF])[\uDC80-\uDCFF]/g;
 
-/** Creates an empty kv object (inside a hold of its own, or the caller's) and returns its map. */
+/** Creates an empty kv object and returns its map; called inside the caller's hold (holds do not nest). */
 export async function createKv(
   store: ObjectStore,
   type: ObjectType = ObjectType.kv,
   options: KvOptions = {},
 ): Promise<KvMap> {
-  return store.hold(async () => {
-    const objectId = await store.allocateObject(type, { blockSizeBytes: KV_BLOCK_SIZE_BYTES });
-    const header = new KvHeaderPhys();
-    header.salt = BigInt.asUintN(64, options.salt ?? randomBytes(8).readBigUInt64BE(0));
-    header.tableShift = 0;
-    header.leafCount = 1;
-    header.nextFreeBlock = 2;
-    const leaf = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
-    KvLeafPhys.encodeHeader(leaf, 0, 0, 0, 0);
-    await store.write(objectId, KV_BLOCK_SIZE_BYTES, leaf);
-    const block0 = Buffer.alloc(KV_HEADER_SIZE_BYTES + KV_TABLE_ENTRY_BYTES);
-    header.encode(block0);
-    block0.writeUInt32BE(1, KV_TABLE_EMBEDDED_OFFSET_BYTES);
-    await store.write(objectId, 0, block0);
-    return new KvObject(store, objectId, options.hashFunction ?? xxh64Salted);
-  });
+  const objectId = await store.allocateObject(type, { blockSizeBytes: KV_BLOCK_SIZE_BYTES });
+  const header = new KvHeaderPhys();
+  header.salt = BigInt.asUintN(64, options.salt ?? randomBytes(8).readBigUInt64BE(0));
+  header.tableShift = 0;
+  header.leafCount = 1;
+  header.nextFreeBlock = 2;
+  const leaf = Buffer.alloc(KV_BLOCK_SIZE_BYTES);
+  KvLeafPhys.encodeHeader(leaf, 0, 0, 0, 0);
+  await store.write(objectId, KV_BLOCK_SIZE_BYTES, leaf);
+  const block0 = Buffer.alloc(KV_HEADER_SIZE_BYTES + KV_TABLE_ENTRY_BYTES);
+  header.encode(block0);
+  block0.writeUInt32BE(1, KV_TABLE_EMBEDDED_OFFSET_BYTES);
+  await store.write(objectId, 0, block0);
+  return new KvObject(store, objectId, options.hashFunction ?? xxh64Salted);
 }
 
 /** Opens an existing kv object. Its header is checked on first use (EINVAL if it is not a kv object). */
