@@ -373,6 +373,44 @@ describe('FUSE mount of a pool', { skip }, () => {
     assert.match(stdout, /^lrwxrwxrwx .* link -> f000$/m);
   });
 
+  it('a client that sends request after request does not starve the serving process (polling for the next request is capped)', async () => {
+    // A second mount that polls 200 ms for the next request, so the poll always catches the client's next
+    // one: only the cap on requests taken in a row gives the event loop a turn.
+    const pollMnt = join(dir, 'mnt-poll');
+    await mkdir(pollMnt);
+    const polling = await mountFilesystem(pool!.fs, pollMnt, { name: 'fusetest-poll', pollMicroseconds: 200_000 });
+    try {
+      await fsp.writeFile(join(pollMnt, 'busy'), 'x');
+      const started = join(dir, 'busy-client-started');
+      const stop = join(dir, 'stop-busy-client');
+      // Each getxattr is a round trip to this process (the kernel caches no xattrs). The client says
+      // when its first request was answered, then loops until told to stop, or by itself after 20 s.
+      const script = [
+        'import os, sys, time',
+        'n = 0; end = time.time() + 20',
+        'while not os.path.exists(sys.argv[3]) and time.time() < end:',
+        '  try: os.getxattr(sys.argv[1], "user.none")',
+        '  except OSError: pass',
+        '  n += 1',
+        '  if n == 1: open(sys.argv[2], "w").close()',
+        'print(n, "stopped" if os.path.exists(sys.argv[3]) else "timed out")',
+      ].join('\n');
+      const client = run('python3', ['-c', script, join(pollMnt, 'busy'), started, stop]);
+      // Both waits need this process's event loop to get turns while the client keeps it busy.
+      while (!nodeFs.existsSync(started)) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await fsp.writeFile(stop, '');
+      const [count, how] = (await client).stdout.trim().split(' ');
+      assert.equal(how, 'stopped', 'the timers fired only once the client had given up');
+      assert.ok(Number(count) > 100, `the client made ${count} requests meanwhile`);
+      await rm(started);
+      await rm(stop);
+      await fsp.unlink(join(pollMnt, 'busy'));
+    } finally {
+      await safeUnmount(polling, pollMnt);
+    }
+  });
+
   it('changes made behind the mount show through it at once when reported (names, attributes and data are cached 60 s)', async () => {
     const p = pool!;
     const behind = new ChangeReportingFs(p.fs, (change) => mount!.invalidate(change));

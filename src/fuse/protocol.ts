@@ -78,6 +78,8 @@ export const FopenFlag = {
   keepCache: 1 << 1,
   /** Let the kernel cache the directory's listing (FUSE 7.28). */
   cacheDir: 1 << 3,
+  /** Send no FLUSH at close (FUSE 7.35; older kernels ignore the bit and send it). */
+  noFlush: 1 << 5,
 } as const;
 
 /** fuse_setattr_in.valid bits. */
