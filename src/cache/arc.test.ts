@@ -121,3 +121,23 @@ test('shrinking evicts at once; remove forgets a block; oversized values are not
   assert.equal(arc.sizeBytes, 0);
   assert.equal(arc.stats().entries, 0);
 });
+
+test('mfu keeps least recently used order closely enough: blocks in use survive eviction, idle ones go first', () => {
+  // 64 frequent blocks (each read twice); then 8 of them stay in use, read in turns (hits that move
+  // an entry at most once per half list of hits), while new frequent blocks push the others out.
+  const arc = new Arc({ maxSizeBytes: 64 * BLOCK, ghostEntriesMax: 1000 });
+  const key = (i: number) => `0:${i * BLOCK}:1`;
+  for (let i = 0; i < 64; i++) {
+    access(arc, key(i), i);
+    access(arc, key(i), i);
+  }
+  const inUse = [3, 10, 17, 24, 31, 38, 45, 52];
+  for (let fresh = 64; fresh < 64 + 48; fresh++) {
+    for (let round = 0; round < 4; round++) for (const i of inUse) assert.ok(access(arc, key(i), i), `block ${i} in use was evicted (fresh ${fresh})`);
+    access(arc, key(fresh), fresh);
+    access(arc, key(fresh), fresh);
+  }
+  const idleLeft = Array.from({ length: 64 }, (_, i) => i).filter((i) => !inUse.includes(i) && arc.get(key(i)) !== undefined);
+  assert.ok(idleLeft.length <= 8, `idle blocks still resident: ${idleLeft.join(' ')}`);
+  assert.ok(arc.sizeBytes <= 64 * BLOCK);
+});
