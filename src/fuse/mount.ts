@@ -24,6 +24,8 @@ import {
   DT_REG,
   ENTRY_OUT_SIZE_BYTES,
   FopenFlag,
+  FUSE_OPEN_KILL_SUIDGID,
+  FUSE_WRITE_KILL_SUIDGID,
   FUSE_KERNEL_VERSION,
   FUSE_MINOR_VERSION_MIN,
   FUSE_MINOR_VERSION_SPOKEN,
@@ -168,6 +170,14 @@ const { O_EXCL, O_TRUNC } = nodeFs.constants;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IPERM = 0o7777;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o0010;
+
+/** The mode a write or truncate by a caller without CAP_FSETID leaves: no suid, no sgid if group-executable (as Linux's VFS). */
+function modeWithoutSuidSgid(mode: number): number {
+  return mode & ~S_ISUID & ~(mode & S_IXGRP ? S_ISGID : 0);
+}
 
 type ReaderMessage =
   | { kind: 'request'; slot: number; lengthBytes: number }
@@ -715,6 +725,7 @@ class FuseSession {
         const ino = this.handleIno(req.readBigUInt64LE(body), nodeIno);
         const offset = Number(req.readBigUInt64LE(body + 8));
         const sizeBytes = req.readUInt32LE(body + 16);
+        if (req.readUInt32LE(body + 20) & FUSE_WRITE_KILL_SUIDGID) await this.killSuidSgid(ino);
         const dataAt = body + WRITE_IN_SIZE_BYTES;
         const written = await fs.write(ino, offset, req.subarray(dataAt, dataAt + sizeBytes));
         slot.reply!.writeUInt32LE(written, OUT_HEADER_SIZE_BYTES);
@@ -780,7 +791,8 @@ class FuseSession {
       InitFlag.readdirplusAuto |
       InitFlag.parallelDirops |
       InitFlag.maxPages |
-      InitFlag.cacheSymlinks;
+      InitFlag.cacheSymlinks |
+      InitFlag.handleKillprivV2;
     const out = slot.reply!;
     const at = OUT_HEADER_SIZE_BYTES;
     out.fill(0, at, at + INIT_OUT_SIZE_BYTES);
@@ -804,6 +816,10 @@ class FuseSession {
     if (valid & SetattrValid.uid) attr.uid = req.readUInt32LE(body + 76);
     if (valid & SetattrValid.gid) attr.gid = req.readUInt32LE(body + 80);
     if (valid & SetattrValid.size) attr.sizeBytes = Number(req.readBigUInt64LE(body + 16));
+    if (valid & SetattrValid.killSuidgid && attr.mode === undefined) {
+      const mode = (await this.fs.getattr(ino)).mode & S_IPERM;
+      if (modeWithoutSuidSgid(mode) !== mode) attr.mode = modeWithoutSuidSgid(mode);
+    }
     if (valid & SetattrValid.atimeNow) attr.atimeNs = nowNs();
     else if (valid & SetattrValid.atime) attr.atimeNs = req.readBigInt64LE(body + 32) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 56));
     if (valid & SetattrValid.mtimeNow) attr.mtimeNs = nowNs();
@@ -854,7 +870,11 @@ class FuseSession {
         if (!isCairnError(e, 'EEXIST') || flags & O_EXCL) throw e;
         created = await this.fs.lookup(parentIno, name);
         if (created.kind === 'directory') throw new ErrnoReply(E.EISDIR);
-        if (flags & O_TRUNC && created.sizeBytes > 0) created = await this.fs.setattr(created.ino, { sizeBytes: 0 });
+        if (flags & O_TRUNC) {
+          const mode = created.mode & S_IPERM;
+          const kill = req.readUInt32LE(body + 12) & FUSE_OPEN_KILL_SUIDGID && modeWithoutSuidSgid(mode) !== mode;
+          if (created.sizeBytes > 0 || kill) created = await this.fs.setattr(created.ino, kill ? { sizeBytes: 0, mode: modeWithoutSuidSgid(mode) } : { sizeBytes: 0 });
+        }
       }
       return { st: created, fh: await this.openFile(created.ino) };
     })();
@@ -875,6 +895,15 @@ class FuseSession {
     const target = slot.reply!.subarray(OUT_HEADER_SIZE_BYTES, OUT_HEADER_SIZE_BYTES + sizeBytes);
     const readBytes = await this.fs.readInto(ino, offset, target);
     this.send(slot, unique, 0, readBytes);
+  }
+
+  /**
+   * Before a write the kernel marked FUSE_WRITE_KILL_SUIDGID (HANDLE_KILLPRIV_V2): what Linux's
+   * file_remove_privs does, here, where the mode is known without a round trip.
+   */
+  private async killSuidSgid(ino: number): Promise<void> {
+    const mode = (await this.fs.getattr(ino)).mode & S_IPERM;
+    if (modeWithoutSuidSgid(mode) !== mode) await this.fs.setattr(ino, { mode: modeWithoutSuidSgid(mode) });
   }
 
   private async release(fh: bigint): Promise<void> {

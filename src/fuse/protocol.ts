@@ -70,7 +70,18 @@ export const InitFlag = {
   parallelDirops: 1 << 18,
   maxPages: 1 << 22,
   cacheSymlinks: 1 << 23,
+  /**
+   * The server clears suid/sgid on write and truncate (told per request, only when the caller lacks
+   * CAP_FSETID); the kernel then marks checked inodes S_NOSEC and stops asking for security.capability
+   * before every write (FUSE 7.33).
+   */
+  handleKillprivV2: 1 << 28,
 } as const;
+
+/** fuse_write_in.write_flags: clear suid, and sgid where group-executable (HANDLE_KILLPRIV_V2). */
+export const FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+/** fuse_create_in.open_flags: the same, for an O_TRUNC open of an existing file. */
+export const FUSE_OPEN_KILL_SUIDGID = 1 << 0;
 
 /** fuse_open_out.open_flags. */
 export const FopenFlag = {
@@ -92,6 +103,8 @@ export const SetattrValid = {
   mtime: 1 << 5,
   atimeNow: 1 << 7,
   mtimeNow: 1 << 8,
+  /** With size: clear suid, and sgid where group-executable (HANDLE_KILLPRIV_V2). */
+  killSuidgid: 1 << 11,
 } as const;
 
 export const RENAME_NOREPLACE = 1;
