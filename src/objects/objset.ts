@@ -504,9 +504,11 @@ export class ObjectSet implements ObjectStore {
         if (dirty) {
           block = dirty; // already private to this txg: modify in place
         } else {
-          block = Buffer.alloc(bs);
           const old = await this.getBlock(state, blkid);
-          if (old) old.copy(block, 0, 0, Math.min(old.length, bs));
+          // Unzeroed: every byte is the old block's or zero, and the write lands on top.
+          block = Buffer.allocUnsafe(bs);
+          const kept = old ? old.copy(block, 0, 0, Math.min(old.length, bs)) : 0;
+          block.fill(0, kept);
         }
       }
       if (!filled) data.copy(block, within, done, done + n);
