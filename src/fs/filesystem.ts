@@ -209,6 +209,14 @@ export class Filesystem implements FileSystemApi {
    * step that reads the open count, so a release cannot slip between the two.
    */
   private readonly openUnlinked = new Set<number>();
+  /**
+   * Open inodes that lost their last link in the open txg and are not yet on the on-disk unlinked set:
+   * recordUnlinked() puts them there just before the txg syncs, unless their last release came first
+   * and freed them. A file the kernel only looked up is released (FORGET) right after its unlink
+   * through a mount, so deleting a file costs no unlinked-set entry at all, as it would cost two kv
+   * writes otherwise. Used only with a store that syncs (setBeforeSync); others get the entry at once.
+   */
+  private readonly unlinkedPending = new Set<number>();
   /** nextGeneration may be handed out without touching the master node while below this. */
   private generationReservedEnd: bigint;
 
@@ -302,6 +310,7 @@ export class Filesystem implements FileSystemApi {
         options.statfs,
       );
       await fs.drainUnlinked();
+      store.setBeforeSync?.(() => fs.recordUnlinked());
       return fs;
     });
   }
@@ -866,7 +875,8 @@ export class Filesystem implements FileSystemApi {
       this.openUnlinked.add(inode.ino);
       inode.phys.nlink = 0;
       await this.saveInode(inode);
-      await this.unlinked.set(String(inode.ino), Buffer.alloc(0));
+      if (this.store.setBeforeSync) this.unlinkedPending.add(inode.ino);
+      else await this.unlinked.set(String(inode.ino), Buffer.alloc(0));
       return;
     }
     if (inode.phys.xattrObjectId !== 0) await this.store.freeObject(inode.phys.xattrObjectId);
@@ -898,8 +908,14 @@ export class Filesystem implements FileSystemApi {
       });
       if (inode === undefined || inode.phys.nlink > 0) return;
       await this.freeInode(inode);
-      await this.unlinked.delete(String(ino));
+      if (!this.unlinkedPending.delete(ino)) await this.unlinked.delete(String(ino));
     });
+  }
+
+  /** The before-sync hook (unlinkedPending above); no lock: no mutation runs while a txg syncs. */
+  private async recordUnlinked(): Promise<void> {
+    for (const ino of this.unlinkedPending) await this.unlinked.set(String(ino), Buffer.alloc(0));
+    this.unlinkedPending.clear();
   }
 
   private entryAdded(parent: Inode, now: bigint): void {

@@ -20,7 +20,8 @@
  * - Object 1, the master node (ObjectType.masterNode, a kv map; MASTER_NODE_OBJECT_ID, allocated first
  *   by Filesystem.create and checked), maps "version" → u64 FS_VERSION, "root" → u64 root directory
  *   object id, "unlinked" → u64 id of the unlinked set (a kv map ino → "" of files unlinked while open,
- *   freed when the file system is opened; empty until open-file tracking exists), "recordsize" → u64 block
+ *   freed when the file system is opened; an entry is written just before the txg of the unlink syncs,
+ *   and not at all when the last release comes first), "recordsize" → u64 block
  *   size of new regular files, "generation" → u64 next inode generation. u64s are little-endian.
  * - Every file, directory and symlink is one object whose bonus buffer starts with an InodePhys (inode.ts:
  *   magic, version, mode, uid, gid, nlink, size, atime/mtime/ctime/birthtime as signed 64-bit ns,

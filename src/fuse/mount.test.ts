@@ -402,7 +402,8 @@ describe('FUSE mount of a pool', { skip }, () => {
       await fsp.writeFile(stop, '');
       const [count, how] = (await client).stdout.trim().split(' ');
       assert.equal(how, 'stopped', 'the timers fired only once the client had given up');
-      assert.ok(Number(count) > 100, `the client made ${count} requests meanwhile`);
+      // More than two runs of requests taken by polling (16 each), so the cap was what let the timers in.
+      assert.ok(Number(count) > 32, `the client made ${count} requests meanwhile`);
       await rm(started);
       await rm(stop);
       await fsp.unlink(join(pollMnt, 'busy'));

@@ -122,6 +122,8 @@ export class ObjectSet implements ObjectStore {
   private cleanAccesses = 0;
   /** Counts finished syncs (see objectState). */
   private syncGeneration = 0;
+  /** ObjectStore.setBeforeSync. */
+  private beforeSync: (() => Promise<void>) | null = null;
 
   private constructor(env: ObjsetEnvironment, type: ObjsetType, policy: WritePolicy, rootBp: BlockPointer, metaDnode: Dnode, nextObjectId: number) {
     this.env = env;
@@ -130,6 +132,10 @@ export class ObjectSet implements ObjectStore {
     this.rootBp = rootBp;
     this.nextObjectId = nextObjectId;
     this.meta = { id: 0, dn: metaDnode, dirtyBlocks: new Map(), dnodeDirty: false, freed: false };
+  }
+
+  setBeforeSync(hook: (() => Promise<void>) | null): void {
+    this.beforeSync = hook;
   }
 
   /** A new, empty object set; it reaches disk at the next sync. */
@@ -547,6 +553,7 @@ export class ObjectSet implements ObjectStore {
    * called again in the same txg (pool convergence passes); unchanged object sets return at once.
    */
   async sync(txg: number): Promise<BlockPointer> {
+    if (this.beforeSync !== null) await this.beforeSync();
     if (!this.isDirty && !isHole(this.rootBp)) return this.rootBp;
     this.syncing = true;
     try {

@@ -10,6 +10,8 @@ import { Random } from '../testing/random.js';
 import { ALLOCATABLE_START_BYTES } from '../vdev/layout.js';
 import { isCairnError } from '../util/errors.js';
 import type { Pool } from './pool.js';
+import { openKv } from '../kv/index.js';
+import { MASTER_NODE_OBJECT_ID, MasterKey } from '../fs/filesystem.js';
 
 const MiB = 1024 * 1024;
 
@@ -198,5 +200,56 @@ test('pool: write, rewrite and delete loops leak no space (allocated = reachable
       assert.equal(check.allocatedBytes, check.reachableBytes + check.deferredBytes, `loop ${loop}: space accounted exactly`);
     }
     await pool.export();
+  });
+});
+
+test('pool: a retained file that loses its last link reaches the unlinked set only if its txg syncs before the last release; a crash then frees it at import', async () => {
+  await withDir(async (dir) => {
+    const pool = await createPool({ name: 'unl', vdevSpec: [join(dir, 'd.img')], createSizeBytes: 128 * MiB }) as PoolHandle & { abandon(): Promise<void> };
+    const fs = pool.fs;
+    const unlinkedEntries = async (p: PoolHandle): Promise<string[]> => {
+      const store = p.datasets.root.objset;
+      const id = Number((await openKv(store, MASTER_NODE_OBJECT_ID).get(MasterKey.unlinked))?.readBigUInt64LE(0));
+      return (await openKv(store, id).list(0n, 100)).entries.map((e) => e.key);
+    };
+    const made = async (name: string): Promise<number> => {
+      const st = await fs.create(fs.rootIno, name, { mode: 0o644 });
+      await fs.write(st.ino, 0, new Random(name.length).bytes(200_000));
+      return st.ino;
+    };
+    // Released in the txg of its unlink (what a FUSE FORGET right after an unlink does): freed, never listed.
+    const a = await made('a');
+    await pool.sync();
+    await fs.retain!(a);
+    await fs.unlink(fs.rootIno, 'a');
+    await fs.release!(a);
+    await assert.rejects(fs.getattr(a), (e: unknown) => isCairnError(e, 'ENOENT'));
+    // Still retained when its txg syncs: listed, readable meanwhile with nlink 0.
+    const b = await made('b');
+    await pool.sync();
+    await fs.retain!(b);
+    await fs.unlink(fs.rootIno, 'b');
+    await pool.sync();
+    assert.deepEqual(await unlinkedEntries(pool), [String(b)]);
+    assert.equal((await fs.getattr(b)).nlink, 0);
+    assert.equal((await fs.read(b, 0, 10)).length, 10);
+    // Both kinds when the txg syncs: only the one still retained is listed.
+    const c = await made('c');
+    const d = await made('d');
+    await fs.retain!(c);
+    await fs.retain!(d);
+    await fs.unlink(fs.rootIno, 'c');
+    await fs.unlink(fs.rootIno, 'd');
+    await fs.release!(c);
+    await pool.sync();
+    assert.deepEqual((await unlinkedEntries(pool)).sort(), [String(b), String(d)].sort());
+    await pool.abandon();
+    const again = await importPool({ searchPaths: [dir] });
+    for (const ino of [a, b, c, d]) await assert.rejects(again.fs.getattr(ino), (e: unknown) => isCairnError(e, 'ENOENT'), `inode ${ino}`);
+    assert.deepEqual(await unlinkedEntries(again), []);
+    assert.deepEqual((await again.fs.readdir(again.fs.rootIno, 0n, 10)).entries, []);
+    const check = await (again as PoolHandle & Pick<Pool, 'spaceCheck'>).spaceCheck();
+    assert.equal(check.allocatedBytes, check.reachableBytes + check.deferredBytes, 'no space leaked');
+    await again.export();
   });
 });

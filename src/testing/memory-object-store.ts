@@ -12,7 +12,8 @@
  * - every mutating call must run inside hold(); a mutation outside one is a bug in the caller and fails
  *   an assertion (checked with AsyncLocalStorage, so a concurrent caller outside the hold is caught too);
  * - hold() runs holds one at a time under an async mutex; a hold started from inside a running hold runs
- *   inline as part of it (re-entrant), so a helper such as createKv can be called inside a caller's hold.
+ *   inline as part of it (re-entrant), where the pool's txg gate would fail it under the test suite
+ *   (holds do not nest there: pool/txg-gate.ts), so code meant for a pool is tested on a pool too.
  *
  * Buffers are copied in and out so callers can never alias stored state (with TypedArray.set, which is
  * several times faster than Buffer.copy for block-sized copies on Node 20). Counters (readCalls,
