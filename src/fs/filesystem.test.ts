@@ -6,6 +6,7 @@ import { isCairnError } from '../util/errors.js';
 import { Filesystem, MASTER_NODE_OBJECT_ID, MasterKey } from './filesystem.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from './inode.js';
 import { FileKind } from './types.js';
+import { prng, testSeed } from '../testing/random.js';
 
 const START_NS = 1_700_000_000_000_000_000n;
 
@@ -426,4 +427,60 @@ test('releasing a file that still has links changes nothing, even while a mutati
   await slowWrite;
   assert.equal(store.objectCount(), objects);
   assert.equal((await fs.getattr(file.ino)).sizeBytes, 1 << 20);
+});
+
+test('the name cache never answers for a name that was removed, rebound or whose directory or file was replaced (seeded, concurrent)', async () => {
+  for (const seed of [testSeed(), 1, 2, 3]) {
+    const random = prng(seed);
+    const store = new MemoryObjectStore();
+    const fs = await Filesystem.create(store, { uid: 0, gid: 0 });
+    const dirNames = ['a', 'b', 'c'];
+    const fileNames = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5'];
+    const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)] as T;
+    const ignore = (e: unknown) => {
+      if (!isCairnError(e)) throw e;
+    };
+    const dirIno = async (name: string): Promise<number | undefined> => fs.lookup(fs.rootIno, name).then((st) => st.ino, () => undefined);
+    for (let round = 0; round < 150; round++) {
+      // Several operations at once, lookups among them, as FUSE requests in flight are.
+      const ops: Promise<unknown>[] = [];
+      for (let k = 0; k < 8; k++) {
+        const r = random();
+        const d = pick(dirNames);
+        const f = pick(fileNames);
+        ops.push((async () => {
+          const parent = await dirIno(d);
+          if (r < 0.1) return fs.mkdir(fs.rootIno, d, { mode: 0o755 });
+          // rmdir empties first: unlinks every file, then removes (the inode number may come back for a new directory)
+          if (r < 0.15 && parent !== undefined) {
+            for (const name of fileNames) await fs.unlink(parent, name).catch(ignore);
+            return fs.rmdir(fs.rootIno, d);
+          }
+          if (parent === undefined) return undefined;
+          if (r < 0.4) return fs.create(parent, f, { mode: 0o644 });
+          if (r < 0.55) return fs.unlink(parent, f);
+          if (r < 0.7) {
+            const other = await dirIno(pick(dirNames));
+            return other === undefined ? undefined : fs.rename(parent, f, other, pick(fileNames));
+          }
+          if (r < 0.75) {
+            const target = await fs.lookup(parent, f);
+            return fs.link(target.ino, parent, pick(fileNames));
+          }
+          return fs.lookup(parent, f);
+        })().catch(ignore));
+      }
+      await Promise.all(ops);
+      // Every lookup agrees with the directory's own listing (the kv, which the cache sits in front of).
+      for (const d of dirNames) {
+        const parent = await dirIno(d);
+        if (parent === undefined) continue;
+        const listed = new Map((await fs.readdir(parent, 0n, 100)).entries.map((e) => [e.name, e.ino]));
+        for (const f of fileNames) {
+          const looked: number | undefined = await fs.lookup(parent, f).then((st) => st.ino, () => undefined);
+          assert.equal(looked, listed.get(f), `seed ${seed} round ${round}: ${d}/${f}`);
+        }
+      }
+    }
+  }
 });

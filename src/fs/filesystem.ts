@@ -72,6 +72,15 @@ const TIME_NS_MIN = -(2n ** 63n);
 const TIME_NS_MAX = 2n ** 63n - 1n;
 /** Entries read per kv page while listing attributes. */
 const XATTR_LIST_PAGE_ENTRIES = 256;
+/** Names kept by the name cache (Filesystem.names); past this the oldest eighth goes at once. */
+const NAME_CACHE_ENTRIES_MAX = 32_768;
+
+/** What the name cache keeps of one name: enough to tell that neither directory nor file was replaced since. */
+interface CachedName {
+  ino: number;
+  generation: bigint;
+  parentGeneration: bigint;
+}
 
 export const MasterKey = {
   version: 'version',
@@ -192,6 +201,11 @@ async function deleteXattrChunks(kv: KvMap, name: string, chunkSet: number, from
   for (let index = end - 1; index >= from; index--) await kv.delete(xattrChunkKey(name, chunkSet, index));
 }
 
+/** The name cache's key: a name cannot hold '/', so the pair is unambiguous. */
+function nameKey(parentIno: number, name: string): string {
+  return `${parentIno}/${name}`;
+}
+
 function noXattr(ino: number, name: string): CairnError {
   return new CairnError('ENODATA', `inode ${ino} has no extended attribute "${name}"`);
 }
@@ -217,6 +231,19 @@ export class Filesystem implements FileSystemApi {
    * writes otherwise. Used only with a store that syncs (setBeforeSync); others get the entry at once.
    */
   private readonly unlinkedPending = new Set<number>();
+  /**
+   * Names recently looked up or made, `${parentIno}/${name}` → the inode they name (OpenZFS's dnlc, as
+   * Linux's dcache holds them above a local file system): a lookup that hits costs two inode loads from
+   * the dnode cache instead of a directory kv lookup. A name's entry goes whenever the name is removed or
+   * rebound (unlink, rmdir, rename); a hit is used only when the directory's and the file's generations
+   * still match (object ids are reused) and the file still has links. Oldest first, never moved on a hit.
+   */
+  private readonly names = new Map<string, CachedName>();
+  /**
+   * Odd while a mutation runs, and moved on by each: a lookup remembers what it read from a directory
+   * only when no mutation ran or started meanwhile, so it never puts back a name just removed.
+   */
+  private mutationClock = 0;
   /** nextGeneration may be handed out without touching the master node while below this. */
   private generationReservedEnd: bigint;
 
@@ -322,9 +349,9 @@ export class Filesystem implements FileSystemApi {
     if (name === '.') return this.stat(parent);
     if (name === '..') return this.getattr(parent.phys.parentIno);
     validateName(name);
-    const entry = await this.findEntry(parentIno, name);
-    if (entry === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
-    return this.getattr(entry.ino);
+    const child = await this.childOf(parent, name);
+    if (child === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
+    return this.stat(child);
   }
 
   async getattr(ino: number): Promise<Stat> {
@@ -398,9 +425,9 @@ export class Filesystem implements FileSystemApi {
         next = await this.loadInode(current.phys.parentIno);
       } else {
         validateName(name);
-        const entry = await this.findEntry(current.ino, name);
-        if (entry === undefined) throw new CairnError('ENOENT', `no such file or directory: ${path}`);
-        next = await this.loadInode(entry.ino);
+        const child = await this.childOf(current, name);
+        if (child === undefined) throw new CairnError('ENOENT', `no such file or directory: ${path}`);
+        next = child;
       }
       const isLast = pending.length === 0;
       if (kindOfMode(next.phys.mode) === FileKind.symlink && (!isLast || followLast)) {
@@ -465,6 +492,7 @@ export class Filesystem implements FileSystemApi {
       if (inode.phys.nlink === 0xffffffff) throw new CairnError('EINVAL', 'too many links');
       const now = this.nowNs();
       await dir.set(newName, encodeDirent(ino, direntKindByte(kind)));
+      this.rememberName(parent, newName, inode);
       this.entryAdded(parent, now);
       await this.saveInode(parent);
       inode.phys.nlink++;
@@ -487,6 +515,7 @@ export class Filesystem implements FileSystemApi {
       }
       const now = this.nowNs();
       await dir.delete(name);
+      this.names.delete(nameKey(parentIno, name));
       this.entryRemoved(parent, now);
       await this.saveInode(parent);
       await this.dropLink(child, now);
@@ -508,6 +537,7 @@ export class Filesystem implements FileSystemApi {
       await this.requireEmpty(child.ino, name);
       const now = this.nowNs();
       await dir.delete(name);
+      this.names.delete(nameKey(parentIno, name));
       this.entryRemoved(parent, now);
       parent.phys.nlink--;
       await this.saveInode(parent);
@@ -563,6 +593,8 @@ export class Filesystem implements FileSystemApi {
       }
       await newDir.set(newName, encodeDirent(source.ino, direntKindByte(sourceKind)));
       await oldDir.delete(name);
+      this.names.delete(nameKey(parentIno, name));
+      this.rememberName(newParent, newName, source);
       this.entryRemoved(oldParent, now);
       if (sourceKind === FileKind.directory && oldParent !== newParent) {
         oldParent.phys.nlink--;
@@ -771,7 +803,47 @@ export class Filesystem implements FileSystemApi {
   // ---- internals ----
 
   private mutate<T>(fn: () => Promise<T>): Promise<T> {
-    return this.lock.run(() => this.store.hold(fn));
+    return this.lock.run(() => this.store.hold(async () => {
+      this.mutationClock++;
+      try {
+        return await fn();
+      } finally {
+        this.mutationClock++;
+      }
+    }));
+  }
+
+  /** The file or directory `name` in parent names, if any: from the name cache when it still holds (names above), else from the directory. */
+  private async childOf(parent: Inode, name: string): Promise<Inode | undefined> {
+    const key = nameKey(parent.ino, name);
+    const cached = this.names.get(key);
+    if (cached !== undefined) {
+      if (cached.parentGeneration === parent.phys.generation) {
+        const child = await this.loadInode(cached.ino).catch((error: unknown) => {
+          if (error instanceof CairnError && error.code === 'ENOENT') return undefined;
+          throw error;
+        });
+        if (child !== undefined && child.phys.generation === cached.generation && child.phys.nlink > 0) return child;
+      }
+      this.names.delete(key);
+    }
+    const clock = this.mutationClock;
+    const entry = await this.findEntry(parent.ino, name);
+    if (entry === undefined) return undefined;
+    const child = await this.loadInode(entry.ino);
+    if ((clock & 1) === 0 && clock === this.mutationClock) this.rememberName(parent, name, child);
+    return child;
+  }
+
+  private rememberName(parent: Inode, name: string, child: Inode): void {
+    if (this.names.size >= NAME_CACHE_ENTRIES_MAX) {
+      let evict = NAME_CACHE_ENTRIES_MAX / 8;
+      for (const key of this.names.keys()) {
+        this.names.delete(key);
+        if (--evict === 0) break;
+      }
+    }
+    this.names.set(nameKey(parent.ino, name), { ino: child.ino, generation: child.phys.generation, parentGeneration: parent.phys.generation });
   }
 
   private async makeNode(
@@ -838,6 +910,7 @@ export class Filesystem implements FileSystemApi {
     };
     await this.saveInode(inode);
     await dir.set(name, encodeDirent(ino, direntKindByte(kind)));
+    this.rememberName(parent, name, inode);
     this.entryAdded(parent, now);
     if (kind === FileKind.directory) parent.phys.nlink++;
     await this.saveInode(parent);
