@@ -122,6 +122,8 @@ export interface DatasetHost {
   mos(): ObjectSet;
   /** The pool's block environment (its freeBlock frees to the pool, deferred). */
   readonly env: ObjsetEnvironment;
+  /** A block's verified contents, taken out of the cache for the caller to modify and keep. */
+  takeBlock(bp: BlockPointer): Promise<Buffer>;
   policy(): WritePolicy;
   statfs(): { totalBytes: number; freeBytes: number; availableBytes: number; files: number };
   /** Free space a dataset may still fill: free less the pool's slop. */
@@ -474,6 +476,8 @@ export class DatasetManager {
     const base = this.host.env;
     return {
       readBlock: (bp) => base.readBlock(bp),
+      // Only a block no snapshot (and so no clone) can reference may be changed in place: the free rule's test.
+      takeBlock: async (bp) => (bp.birthTxg > node.phys.prevSnapshotTxg ? this.host.takeBlock(bp) : null),
       writeBlock: async (data, props, old) => {
         const bp = await base.writeBlock(data, props, old);
         if (old && !isHole(old) && sameLocation(old, bp)) this.account(node, old, -1);

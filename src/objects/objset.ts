@@ -65,6 +65,12 @@ export interface WritePolicy {
 export interface ObjsetEnvironment {
   /** Verified, decompressed contents; the caller must not modify the returned buffer. */
   readBlock(bp: BlockPointer): Promise<Buffer>;
+  /**
+   * A data block's contents for the caller to modify and keep as its dirty copy: the cached buffer
+   * itself, which leaves the cache, when nothing but this head can reference the block (born after its
+   * newest snapshot); null when the caller must copy (readBlock). Optional: without it, always copy.
+   */
+  takeBlock?(bp: BlockPointer): Promise<Buffer | null>;
   /** Writes a block in the syncing txg; `old` is the version it replaces (rewritten in place if it was born in this txg). */
   writeBlock(data: Buffer, props: BlockWriteProps, old: BlockPointer | null): Promise<BlockPointer>;
   /** Called at sync for every block no longer referenced by the new version. */
@@ -441,6 +447,16 @@ export class ObjectSet implements ObjectStore {
     return this.env.readBlock(bp);
   }
 
+  /** ObjsetEnvironment.takeBlock for a data object's level-0 block; null when there is none to take. */
+  private async takeBlock(state: ObjectState, blkid: number): Promise<Buffer | null> {
+    const { dn } = state;
+    if (this.env.takeBlock === undefined || !DATA_TYPES.has(dn.type)) return null;
+    if (blkid >= dn.maxBlockId && !(blkid === 0 && !isHole(dn.rootBp))) return null;
+    const bp = await this.blockPointerOf(dn, 0, blkid);
+    if (bp === null || isHole(bp)) return null;
+    return this.env.takeBlock(bp);
+  }
+
   /** The pointer to block (level, blkid) as of the tree on disk, or null when above the tree's reach. */
   private async blockPointerOf(dn: Dnode, level: number, blkid: number): Promise<BlockPointer | null> {
     const top = dn.nlevels - 1;
@@ -507,10 +523,14 @@ export class ObjectSet implements ObjectStore {
       } else {
         const dirty = state.dirtyBlocks.get(blkid);
         (state.partlyWritten ??= new Set()).add(blkid);
+        // A null dirty entry is a hole made this txg (a trim): nothing on disk may be taken for it.
+        const taken = dirty === undefined ? await this.takeBlock(state, blkid) : null;
         if (dirty) {
           block = dirty; // already private to this txg: modify in place
+        } else if (taken !== null && taken.length === bs) {
+          block = taken; // the cached copy, given up by the cache: no 128 KiB copy per small write
         } else {
-          const old = await this.getBlock(state, blkid);
+          const old = taken ?? (await this.getBlock(state, blkid));
           // Unzeroed: every byte is the old block's or zero, and the write lands on top.
           block = Buffer.allocUnsafe(bs);
           const kept = old ? old.copy(block, 0, 0, Math.min(old.length, bs)) : 0;

@@ -166,6 +166,7 @@ export class Pool implements PoolHandle {
       openTxg: () => (this.committing?.txg ?? this.txg) + 1,
       hold: (fn) => this.hold(fn),
       syncTask: (check, fn) => this.syncTask(check, fn),
+      takeBlock: (bp) => this.takeBlock(bp),
     };
   }
 
@@ -317,6 +318,17 @@ export class Pool implements PoolHandle {
       this.readsInFlight.set(key, pending);
     }
     return pending;
+  }
+
+  /**
+   * readBlock, but the buffer leaves the ARC: the caller modifies it as the next version of the block
+   * (a small write into a record) instead of copying it. A reader that already holds it sees the write,
+   * as a read racing a write may; the dataset layer takes only blocks no snapshot can read.
+   */
+  private async takeBlock(bp: BlockPointer): Promise<Buffer> {
+    const data = await this.readBlock(bp);
+    this.arc.remove(this.arcKey(bp));
+    return data;
   }
 
   private async writeBlock(data: Buffer, props: BlockWriteProps, old: BlockPointer | null): Promise<BlockPointer> {
