@@ -337,7 +337,7 @@ export class Filesystem implements FileSystemApi {
         options.statfs,
       );
       await fs.drainUnlinked();
-      store.setBeforeSync?.(() => fs.recordUnlinked());
+      store.setBeforeSync?.((own) => fs.recordUnlinked(own));
       return fs;
     });
   }
@@ -514,8 +514,8 @@ export class Filesystem implements FileSystemApi {
         throw new CairnError('EISDIR', `"${name}" is a directory (use rmdir)`);
       }
       const now = this.nowNs();
+      this.names.delete(nameKey(parentIno, name)); // before the directory changes: a failure part way leaves nothing cached
       await dir.delete(name);
-      this.names.delete(nameKey(parentIno, name));
       this.entryRemoved(parent, now);
       await this.saveInode(parent);
       await this.dropLink(child, now);
@@ -536,8 +536,8 @@ export class Filesystem implements FileSystemApi {
       }
       await this.requireEmpty(child.ino, name);
       const now = this.nowNs();
+      this.names.delete(nameKey(parentIno, name)); // before the directory changes: a failure part way leaves nothing cached
       await dir.delete(name);
-      this.names.delete(nameKey(parentIno, name));
       this.entryRemoved(parent, now);
       parent.phys.nlink--;
       await this.saveInode(parent);
@@ -591,9 +591,10 @@ export class Filesystem implements FileSystemApi {
       } else {
         this.entryAdded(newParent, now);
       }
+      this.names.delete(nameKey(parentIno, name));
+      this.names.delete(nameKey(newParentIno, newName));
       await newDir.set(newName, encodeDirent(source.ino, direntKindByte(sourceKind)));
       await oldDir.delete(name);
-      this.names.delete(nameKey(parentIno, name));
       this.rememberName(newParent, newName, source);
       this.entryRemoved(oldParent, now);
       if (sourceKind === FileKind.directory && oldParent !== newParent) {
@@ -986,8 +987,12 @@ export class Filesystem implements FileSystemApi {
   }
 
   /** The before-sync hook (unlinkedPending above); no lock: no mutation runs while a txg syncs. */
-  private async recordUnlinked(): Promise<void> {
-    for (const ino of this.unlinkedPending) await this.unlinked.set(String(ino), Buffer.alloc(0));
+  private async recordUnlinked(own: ObjectStore): Promise<void> {
+    if (this.unlinkedPending.size === 0) return;
+    // Through the object set itself: the dataset may have turned readonly since (its store wrapper
+    // then refuses writes), and the entries still belong to this txg.
+    const unlinked = openKv(own, this.unlinked.objectId);
+    for (const ino of this.unlinkedPending) await unlinked.set(String(ino), Buffer.alloc(0));
     this.unlinkedPending.clear();
   }
 

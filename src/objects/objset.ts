@@ -129,7 +129,7 @@ export class ObjectSet implements ObjectStore {
   /** Counts finished syncs (see objectState). */
   private syncGeneration = 0;
   /** ObjectStore.setBeforeSync. */
-  private beforeSync: (() => Promise<void>) | null = null;
+  private beforeSync: ((store: ObjectStore) => Promise<void>) | null = null;
 
   private constructor(env: ObjsetEnvironment, type: ObjsetType, policy: WritePolicy, rootBp: BlockPointer, metaDnode: Dnode, nextObjectId: number) {
     this.env = env;
@@ -140,7 +140,7 @@ export class ObjectSet implements ObjectStore {
     this.meta = { id: 0, dn: metaDnode, dirtyBlocks: new Map(), dnodeDirty: false, freed: false };
   }
 
-  setBeforeSync(hook: (() => Promise<void>) | null): void {
+  setBeforeSync(hook: ((store: ObjectStore) => Promise<void>) | null): void {
     this.beforeSync = hook;
   }
 
@@ -573,7 +573,7 @@ export class ObjectSet implements ObjectStore {
    * called again in the same txg (pool convergence passes); unchanged object sets return at once.
    */
   async sync(txg: number): Promise<BlockPointer> {
-    if (this.beforeSync !== null) await this.beforeSync();
+    if (this.beforeSync !== null) await this.beforeSync(this);
     if (!this.isDirty && !isHole(this.rootBp)) return this.rootBp;
     this.syncing = true;
     try {

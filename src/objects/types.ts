@@ -77,10 +77,12 @@ export interface ObjectStore {
   setBonus(id: number, bonus: Buffer): Promise<void>;
   /**
    * Work to run at the start of each sync, before anything is written, as part of the txg being
-   * synced: the layer above records what it kept in memory during the txg. It runs with no hold active
-   * (inside the pool's exclusive section), so it must not wait for a hold or for a lock that a caller
-   * waiting for a hold keeps. One hook per store (the newest replaces it); a store that never syncs
-   * (MemoryObjectStore) has no such method, and callers then write at once.
+   * synced: the layer above records what it kept in memory during the txg. The hook is given the store
+   * itself to write through: what it writes belongs to that txg whatever gates a wrapper of the store
+   * keeps for callers (a dataset made readonly since, whose wrapper refuses writes, must still sync).
+   * It runs with no hold active (inside the pool's exclusive section), so it must not wait for a hold
+   * or for a lock that a caller waiting for a hold keeps. One hook per store (the newest replaces it);
+   * a store that never syncs (MemoryObjectStore) has no such method, and callers then write at once.
    */
-  setBeforeSync?(hook: (() => Promise<void>) | null): void;
+  setBeforeSync?(hook: ((store: ObjectStore) => Promise<void>) | null): void;
 }

@@ -243,9 +243,20 @@ test('pool: a retained file that loses its last link reaches the unlinked set on
     await fs.release!(c);
     await pool.sync();
     assert.deepEqual((await unlinkedEntries(pool)).sort(), [String(b), String(d)].sort());
+    // Turned readonly between the unlink and the sync (the store wrapper then refuses writes): the entry
+    // still lands with the txg, and the pool stays usable.
+    const e = await made('e');
+    await fs.retain!(e);
+    await fs.unlink(fs.rootIno, 'e');
+    await pool.datasets.setProperty('unl', 'readonly', 'on');
+    await pool.sync();
+    assert.deepEqual((await unlinkedEntries(pool)).sort(), [String(b), String(d), String(e)].sort());
+    await assert.rejects(fs.release!(e), (err: unknown) => isCairnError(err, 'EROFS'), 'freeing needs a writable dataset');
+    await pool.datasets.setProperty('unl', 'readonly', 'off');
+    await pool.sync();
     await pool.abandon();
     const again = await importPool({ searchPaths: [dir] });
-    for (const ino of [a, b, c, d]) await assert.rejects(again.fs.getattr(ino), (e: unknown) => isCairnError(e, 'ENOENT'), `inode ${ino}`);
+    for (const ino of [a, b, c, d, e]) await assert.rejects(again.fs.getattr(ino), (e: unknown) => isCairnError(e, 'ENOENT'), `inode ${ino}`);
     assert.deepEqual(await unlinkedEntries(again), []);
     assert.deepEqual((await again.fs.readdir(again.fs.rootIno, 0n, 10)).entries, []);
     const check = await (again as PoolHandle & Pick<Pool, 'spaceCheck'>).spaceCheck();
