@@ -507,9 +507,8 @@ export class Filesystem implements FileSystemApi {
       validateName(name);
       const parent = await this.loadDirectory(parentIno);
       const dir = await openKv(this.store, parentIno);
-      const entry = await this.findEntryIn(dir, name);
-      if (entry === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
-      const child = await this.loadInode(entry.ino);
+      const child = await this.childOf(parent, name);
+      if (child === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
       if (kindOfMode(child.phys.mode) === FileKind.directory) {
         throw new CairnError('EISDIR', `"${name}" is a directory (use rmdir)`);
       }
@@ -528,9 +527,8 @@ export class Filesystem implements FileSystemApi {
       validateName(name);
       const parent = await this.loadDirectory(parentIno);
       const dir = await openKv(this.store, parentIno);
-      const entry = await this.findEntryIn(dir, name);
-      if (entry === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
-      const child = await this.loadInode(entry.ino);
+      const child = await this.childOf(parent, name);
+      if (child === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
       if (kindOfMode(child.phys.mode) !== FileKind.directory) {
         throw new CairnError('ENOTDIR', `"${name}" is not a directory`);
       }
@@ -553,19 +551,16 @@ export class Filesystem implements FileSystemApi {
       const newParent = newParentIno === parentIno ? oldParent : await this.loadDirectory(newParentIno);
       const oldDir = await openKv(this.store, parentIno);
       const newDir = newParentIno === parentIno ? oldDir : await openKv(this.store, newParentIno);
-      const sourceEntry = await this.findEntryIn(oldDir, name);
-      if (sourceEntry === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
-      const source = await this.loadInode(sourceEntry.ino);
+      const source = await this.childOf(oldParent, name);
+      if (source === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
       const sourceKind = kindOfMode(source.phys.mode);
       // Linux order: the source may not be an ancestor of the target's directory (EINVAL), and the
       // target may not be an ancestor of the source (ENOTEMPTY), before kinds are compared.
       if (sourceKind === FileKind.directory && (await this.isAncestorOrSelf(source.ino, newParentIno))) {
         throw new CairnError('EINVAL', `cannot move directory "${name}" into its own subtree`);
       }
-      const targetEntry = await this.findEntryIn(newDir, newName);
-      let target: Inode | undefined;
-      if (targetEntry !== undefined) {
-        target = await this.loadInode(targetEntry.ino);
+      const target = await this.childOf(newParent, newName);
+      if (target !== undefined) {
         const targetKind = kindOfMode(target.phys.mode);
         if (targetKind === FileKind.directory && (await this.isAncestorOrSelf(target.ino, parentIno))) {
           throw new CairnError('ENOTEMPTY', `"${newName}" is an ancestor of "${name}"`);
@@ -1060,11 +1055,7 @@ export class Filesystem implements FileSystemApi {
   }
 
   private async findEntry(dirIno: number, name: string): Promise<{ ino: number; kindByte: number } | undefined> {
-    return this.findEntryIn(await openKv(this.store, dirIno), name);
-  }
-
-  private async findEntryIn(dir: KvMap, name: string): Promise<{ ino: number; kindByte: number } | undefined> {
-    const value = await dir.get(name);
+    const value = await openKv(this.store, dirIno).get(name);
     return value === undefined ? undefined : decodeDirent(value);
   }
 
