@@ -69,7 +69,9 @@ export function encodeInode(inode: InodePhys, extra?: Buffer): Buffer {
   if (INODE_SIZE_BYTES + extraBytes > BONUS_SIZE_MAX_BYTES) {
     throw new CairnError('EINVAL', `inode bonus of ${INODE_SIZE_BYTES + extraBytes} bytes is too large`);
   }
-  const out = Buffer.alloc(INODE_SIZE_BYTES + extraBytes);
+  // From Node's pool (a small Buffer.alloc is an ArrayBuffer of its own each time): every byte is set
+  // below, the reserved ones by the fill, and stores copy a bonus in, so nothing keeps this slice.
+  const out = Buffer.allocUnsafe(INODE_SIZE_BYTES + extraBytes).fill(0, 0, INODE_SIZE_BYTES);
   const view = new DataView(out.buffer, out.byteOffset, INODE_SIZE_BYTES);
   view.setUint32(0, INODE_MAGIC, true);
   view.setUint8(4, INODE_VERSION);

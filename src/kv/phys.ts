@@ -61,7 +61,7 @@ export class KvHeaderPhys {
     return this.tableStartBlock === 0;
   }
 
-  encode(out: Buffer = Buffer.alloc(KV_HEADER_SIZE_BYTES)): Buffer {
+  encode(out: Buffer = Buffer.allocUnsafe(KV_HEADER_SIZE_BYTES)): Buffer {
     assert(out.length >= KV_HEADER_SIZE_BYTES, 'kv header buffer too small');
     out.fill(0, 0, KV_HEADER_SIZE_BYTES);
     out.writeBigUInt64BE(KV_HEADER_MAGIC, 0);
