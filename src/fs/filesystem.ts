@@ -236,7 +236,8 @@ export class Filesystem implements FileSystemApi {
    * Linux's dcache holds them above a local file system): a lookup that hits costs two inode loads from
    * the dnode cache instead of a directory kv lookup. A name's entry goes whenever the name is removed or
    * rebound (unlink, rmdir, rename); a hit is used only when the directory's and the file's generations
-   * still match (object ids are reused) and the file still has links. Oldest first, never moved on a hit.
+   * still match (a store may reuse object ids; ObjectSet does not) and the file still has links. Oldest
+   * first, never moved on a hit.
    */
   private readonly names = new Map<string, CachedName>();
   /**
