@@ -593,9 +593,7 @@ export class ObjectSet implements ObjectStore {
           }
         }
       };
-      const t0 = performance.now();
       await Promise.all(Array.from({ length: Math.min(OBJECTS_SYNCING_MAX, states.length) }, syncer));
-      const t1 = performance.now();
       if (failure !== null) throw (failure as { error: unknown }).error;
       // Dnode records go into the meta-dnode object (plain writes: the objset is ours while syncing).
       for (const state of states) {
@@ -609,9 +607,7 @@ export class ObjectSet implements ObjectStore {
         if (!state.freed) this.clean.set(state.id, state);
       }
       this.trimClean();
-      const t2 = performance.now();
       await this.syncObject(this.meta, txg);
-      if (process.env.SYNC_STATS && states.length > 100) console.error(`    objset ${states.length} objects: objects ${(t1 - t0).toFixed(1)} ms, dnodes ${(t2 - t1).toFixed(1)} ms, meta ${(performance.now() - t2).toFixed(1)} ms`);
       this.meta.dnodeDirty = false;
       const phys = Buffer.alloc(OBJSET_PHYS_SIZE_BYTES);
       phys.writeBigUInt64LE(OBJSET_MAGIC, 0);
