@@ -15,7 +15,7 @@
  * An mfu hit moves its block to the recent end only when it was last moved more than half the list's
  * length of mfu hits ago: recent enough where it is otherwise. V8 makes a Map's delete-and-set of one
  * key O(size) when repeated (14 µs at 10,000 entries here), and a directory's header block is hit on
- * every lookup in it; so each entry's last move is kept in mfuMovedAt, which is only ever overwritten.
+ * every lookup in it; so each entry's last move is kept in mfuMovedAt, overwritten while the entry stays.
  *
  * Bounds: resident bytes never exceed maxSizeBytes (a value larger than that is not cached); ghost
  * lists hold at most maxSizeBytes of (remembered) bytes together with the resident lists, as in the
@@ -58,7 +58,7 @@ export interface ArcStats {
 export class Arc {
   private readonly mru = new Map<string, Buffer>();
   private readonly mfu = new Map<string, Buffer>();
-  /** The mfuHits count when each mfu entry last moved to the recent end (see the top of the file). */
+  /** The mfuHits count when an mfu entry last moved to the recent end (see the top of the file); none yet: 0. */
   private readonly mfuMovedAt = new Map<string, number>();
   private readonly mruGhost = new Map<string, number>();
   private readonly mfuGhost = new Map<string, number>();
@@ -109,7 +109,6 @@ export class Arc {
       this.mru.delete(key);
       this.mruBytes -= value.length;
       this.mfu.set(key, value);
-      this.mfuMovedAt.set(key, this.mfuHits);
       this.mfuBytes += value.length;
       this.hits++;
       this.mruHits++;
@@ -157,7 +156,6 @@ export class Arc {
       this.mruGhostBytes -= mruGhostSize;
       this.evictUntilFits(sizeBytes, false);
       this.mfu.set(key, value);
-      this.mfuMovedAt.set(key, this.mfuHits);
       this.mfuBytes += sizeBytes;
     } else {
       const mfuGhostSize = this.mfuGhost.get(key);
@@ -168,7 +166,6 @@ export class Arc {
         this.mfuGhostBytes -= mfuGhostSize;
         this.evictUntilFits(sizeBytes, true);
         this.mfu.set(key, value);
-        this.mfuMovedAt.set(key, this.mfuHits);
         this.mfuBytes += sizeBytes;
       } else {
         this.evictUntilFits(sizeBytes, false);
@@ -229,7 +226,6 @@ export class Arc {
       this.mruBytes += value.length;
     } else {
       this.mfu.set(key, value);
-      this.mfuMovedAt.set(key, this.mfuHits);
       this.mfuBytes += value.length;
     }
     return true;

@@ -174,10 +174,18 @@ const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const S_IXGRP = 0o0010;
 
-/** The mode a write or truncate by a caller without CAP_FSETID leaves: no suid, no sgid if group-executable (as Linux's VFS). */
-function modeWithoutSuidSgid(mode: number): number {
-  return mode & ~S_ISUID & ~(mode & S_IXGRP ? S_ISGID : 0);
+/**
+ * The permission bits a write or truncate by a caller without CAP_FSETID leaves (no suid, no sgid if
+ * group-executable, as Linux's VFS), or undefined when it changes none.
+ */
+function modeAfterKillingSuidSgid(mode: number): number | undefined {
+  const perm = mode & S_IPERM;
+  const killed = perm & ~S_ISUID & ~(perm & S_IXGRP ? S_ISGID : 0);
+  return killed === perm ? undefined : killed;
 }
+
+/** How files are opened: nothing is buffered per open file, so a close needs no FLUSH (FUSE 7.35). */
+const FILE_OPEN_FLAGS = FopenFlag.noFlush;
 
 type ReaderMessage =
   | { kind: 'request'; slot: number; lengthBytes: number }
@@ -714,7 +722,7 @@ class FuseSession {
           if (this.snapshotNamespace?.isReadonlyIno(nodeIno)) throw new ErrnoReply(E.EROFS);
         }
         const fh = await this.openFile(nodeIno);
-        return this.replyOpen(slot, unique, fh, FopenFlag.noFlush);
+        return this.replyOpen(slot, unique, fh, FILE_OPEN_FLAGS);
       }
       case Opcode.create:
         return this.create(slot, unique, nodeIno, uid, gid, lengthBytes);
@@ -817,8 +825,8 @@ class FuseSession {
     if (valid & SetattrValid.gid) attr.gid = req.readUInt32LE(body + 80);
     if (valid & SetattrValid.size) attr.sizeBytes = Number(req.readBigUInt64LE(body + 16));
     if (valid & SetattrValid.killSuidgid && attr.mode === undefined) {
-      const mode = (await this.fs.getattr(ino)).mode & S_IPERM;
-      if (modeWithoutSuidSgid(mode) !== mode) attr.mode = modeWithoutSuidSgid(mode);
+      const killed = modeAfterKillingSuidSgid((await this.fs.getattr(ino)).mode);
+      if (killed !== undefined) attr.mode = killed;
     }
     if (valid & SetattrValid.atimeNow) attr.atimeNs = nowNs();
     else if (valid & SetattrValid.atime) attr.atimeNs = req.readBigInt64LE(body + 32) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 56));
@@ -871,9 +879,8 @@ class FuseSession {
         created = await this.fs.lookup(parentIno, name);
         if (created.kind === 'directory') throw new ErrnoReply(E.EISDIR);
         if (flags & O_TRUNC) {
-          const mode = created.mode & S_IPERM;
-          const kill = req.readUInt32LE(body + 12) & FUSE_OPEN_KILL_SUIDGID && modeWithoutSuidSgid(mode) !== mode;
-          if (created.sizeBytes > 0 || kill) created = await this.fs.setattr(created.ino, kill ? { sizeBytes: 0, mode: modeWithoutSuidSgid(mode) } : { sizeBytes: 0 });
+          const killed = req.readUInt32LE(body + 12) & FUSE_OPEN_KILL_SUIDGID ? modeAfterKillingSuidSgid(created.mode) : undefined;
+          if (created.sizeBytes > 0 || killed !== undefined) created = await this.fs.setattr(created.ino, killed === undefined ? { sizeBytes: 0 } : { sizeBytes: 0, mode: killed });
         }
       }
       return { st: created, fh: await this.openFile(created.ino) };
@@ -883,7 +890,7 @@ class FuseSession {
     putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
     out.writeBigUInt64LE(BigInt(fh), at);
-    out.writeUInt32LE(FopenFlag.noFlush, at + 8);
+    out.writeUInt32LE(FILE_OPEN_FLAGS, at + 8);
     out.writeUInt32LE(0, at + 12);
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES + OPEN_OUT_SIZE_BYTES);
   }
@@ -902,8 +909,8 @@ class FuseSession {
    * file_remove_privs does, here, where the mode is known without a round trip.
    */
   private async killSuidSgid(ino: number): Promise<void> {
-    const mode = (await this.fs.getattr(ino)).mode & S_IPERM;
-    if (modeWithoutSuidSgid(mode) !== mode) await this.fs.setattr(ino, { mode: modeWithoutSuidSgid(mode) });
+    const killed = modeAfterKillingSuidSgid((await this.fs.getattr(ino)).mode);
+    if (killed !== undefined) await this.fs.setattr(ino, { mode: killed });
   }
 
   private async release(fh: bigint): Promise<void> {

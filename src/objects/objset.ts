@@ -440,21 +440,27 @@ export class ObjectSet implements ObjectStore {
   private async getBlock(state: ObjectState, blkid: number): Promise<Buffer | null> {
     const dirty = state.dirtyBlocks.get(blkid);
     if (dirty !== undefined) return dirty;
-    const { dn } = state;
-    if (blkid >= dn.maxBlockId && !(blkid === 0 && !isHole(dn.rootBp))) return null;
-    const bp = await this.blockPointerOf(dn, 0, blkid);
-    if (bp === null || isHole(bp)) return null;
-    return this.env.readBlock(bp);
+    const bp = await this.syncedPointer(state.dn, blkid);
+    return bp === null ? null : this.env.readBlock(bp);
   }
 
-  /** ObjsetEnvironment.takeBlock for a data object's level-0 block; null when there is none to take. */
-  private async takeBlock(state: ObjectState, blkid: number): Promise<Buffer | null> {
-    const { dn } = state;
-    if (this.env.takeBlock === undefined || !DATA_TYPES.has(dn.type)) return null;
+  /**
+   * A clean block's contents for a partial write to change (null: a hole or past the end). `owned`:
+   * the buffer is the cache's own, given up by ObjsetEnvironment.takeBlock (data objects only), for
+   * the caller to change in place; otherwise it is shared and must be copied.
+   */
+  private async cleanBlockToChange(state: ObjectState, blkid: number): Promise<{ data: Buffer; owned: boolean } | null> {
+    const bp = await this.syncedPointer(state.dn, blkid);
+    if (bp === null) return null;
+    const taken = DATA_TYPES.has(state.dn.type) ? await this.env.takeBlock?.(bp) : null;
+    return taken ? { data: taken, owned: true } : { data: await this.env.readBlock(bp), owned: false };
+  }
+
+  /** Level-0 pointer of blkid in the tree as last synced; null for a hole or past the tree's end. */
+  private async syncedPointer(dn: Dnode, blkid: number): Promise<BlockPointer | null> {
     if (blkid >= dn.maxBlockId && !(blkid === 0 && !isHole(dn.rootBp))) return null;
     const bp = await this.blockPointerOf(dn, 0, blkid);
-    if (bp === null || isHole(bp)) return null;
-    return this.env.takeBlock(bp);
+    return bp === null || isHole(bp) ? null : bp;
   }
 
   /** The pointer to block (level, blkid) as of the tree on disk, or null when above the tree's reach. */
@@ -523,17 +529,16 @@ export class ObjectSet implements ObjectStore {
       } else {
         const dirty = state.dirtyBlocks.get(blkid);
         (state.partlyWritten ??= new Set()).add(blkid);
-        // A null dirty entry is a hole made this txg (a trim): nothing on disk may be taken for it.
-        const taken = dirty === undefined ? await this.takeBlock(state, blkid) : null;
+        // A null dirty entry is a hole made this txg (a trim): nothing on disk is read for it.
+        const old = dirty === undefined ? await this.cleanBlockToChange(state, blkid) : null;
         if (dirty) {
           block = dirty; // already private to this txg: modify in place
-        } else if (taken !== null && taken.length === bs) {
-          block = taken; // the cached copy, given up by the cache: no 128 KiB copy per small write
+        } else if (old?.owned === true && old.data.length === bs) {
+          block = old.data; // the cached copy, given up by the cache: no 128 KiB copy per small write
         } else {
-          const old = taken ?? (await this.getBlock(state, blkid));
           // Unzeroed: every byte is the old block's or zero, and the write lands on top.
           block = Buffer.allocUnsafe(bs);
-          const kept = old ? old.copy(block, 0, 0, Math.min(old.length, bs)) : 0;
+          const kept = old ? old.data.copy(block, 0, 0, Math.min(old.data.length, bs)) : 0;
           block.fill(0, kept);
         }
       }
