@@ -21,6 +21,8 @@ export const E = {
   EAGAIN: ERRNO['EAGAIN'] ?? 11,
   ENODEV: ERRNO['ENODEV'] ?? 19,
   ESTALE: ERRNO['ESTALE'] ?? 116,
+  EACCES: ERRNO['EACCES'] ?? 13,
+  ENODATA: ERRNO['ENODATA'] ?? 61,
 } as const;
 
 /** A reply that is just an errno, raised inside handlers. */

@@ -4,7 +4,10 @@
  * What it promises
  * - Every POSIX call on the mount becomes one FileSystemApi call (or a few: create-or-open, hidden
  *   links for unlinked open files) on inode numbers; node ids are inode numbers, the root is node 1.
- * - The kernel checks permissions (default_permissions); new files belong to the calling uid/gid.
+ * - The server checks permissions with Linux's rules (permissions.ts: supplementary groups and
+ *   capabilities read from /proc when a decision needs them; uid 0 holds every capability); names are
+ *   cached by the kernel only under directories every caller may search. New files belong to the
+ *   calling uid/gid.
  * - fsync returns only after the onSync hook (the pool's sync) resolved: durable on return.
  * - Memory is bounded: at most REQUESTS_IN_FLIGHT_MAX requests, each in a fixed pair of buffers.
  * - Errors: CairnError codes become their errno; anything unexpected is EIO (and reported to onError).

@@ -266,7 +266,7 @@ describe('FUSE mount of a pool', { skip }, () => {
     await assert.rejects(fsp.stat(d), errCode('ENOENT'));
   });
 
-  it('files belong to the caller and the kernel checks permissions (allow_other, default_permissions)', async () => {
+  it('files belong to the caller and the server checks permissions (allow_other)', async () => {
     const shared = join(mnt, 'shared');
     await mkdir(shared, { mode: 0o777 });
     await fsp.chmod(shared, 0o777);
@@ -278,6 +278,47 @@ describe('FUSE mount of a pool', { skip }, () => {
     await mkdir(privateDir, { mode: 0o700 });
     await assert.rejects(run('touch', [join(privateDir, 'x')], { uid: 1000, gid: 1000 }), (e: unknown) => /Permission denied/.test((e as { stderr: string }).stderr));
     await assert.rejects(run('sh', ['-c', `echo x > '${join(shared, 'by-1000')}'`], { uid: 1001, gid: 1001 }), (e: unknown) => /Permission denied/.test((e as { stderr: string }).stderr));
+  });
+
+  it('names under a directory not everyone may search are checked at every walk, also right after a chmod closes it', async () => {
+    const denied = (e: unknown): boolean => /Permission denied/.test((e as { stderr: string }).stderr);
+    const as1000 = { uid: 1000, gid: 1000 };
+    // Open at first: the kernel caches the names root and uid 1000 walk through it.
+    const closing = join(mnt, 'closing');
+    await mkdir(join(closing, 'inner'), { recursive: true });
+    await fsp.chmod(closing, 0o755);
+    await fsp.writeFile(join(closing, 'inner', 'f'), 'seen');
+    assert.equal((await run('cat', [join(closing, 'inner', 'f')], as1000)).stdout, 'seen');
+    await fsp.chmod(closing, 0o700);
+    await assert.rejects(run('cat', [join(closing, 'inner', 'f')], as1000), denied);
+    await assert.rejects(run('stat', [join(closing, 'inner')], as1000), denied);
+    assert.equal(await fsp.readFile(join(closing, 'inner', 'f'), 'utf8'), 'seen', 'root still may');
+    // Closed from the start: a name root just walked is not walked by uid 1000 from the kernel's cache.
+    const closed = join(mnt, 'closed-from-start');
+    await mkdir(closed, { mode: 0o700 });
+    await fsp.writeFile(join(closed, 'f'), 'secret', { mode: 0o644 });
+    await fsp.stat(join(closed, 'f'));
+    await assert.rejects(run('cat', [join(closed, 'f')], as1000), denied);
+    // Moved into a closed directory: the name the kernel cached under the open one is not walked either.
+    await fsp.writeFile(join(mnt, 'moving'), 'moved', { mode: 0o644 });
+    assert.equal((await run('cat', [join(mnt, 'moving')], as1000)).stdout, 'moved');
+    await fsp.rename(join(mnt, 'moving'), join(closed, 'moved'));
+    await assert.rejects(run('cat', [join(closed, 'moved')], as1000), denied);
+    // Supplementary groups come from the caller's process: a group member reads a 0640 file, others do not.
+    const groupFile = join(mnt, 'group-file');
+    await fsp.writeFile(groupFile, 'for 4242', { mode: 0o640 });
+    await fsp.chown(groupFile, 0, 4242);
+    const asMember = ['--reuid=1000', '--regid=1000', '--groups=4242'];
+    assert.equal((await run('setpriv', [...asMember, 'cat', groupFile])).stdout, 'for 4242');
+    await assert.rejects(run('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', 'cat', groupFile]), denied);
+    // access(2) and chdir ask the server (ACCESS).
+    assert.equal((await run('setpriv', [...asMember, 'sh', '-c', `test -r '${groupFile}' && ! test -w '${groupFile}' && echo ok`])).stdout.trim(), 'ok');
+    await assert.rejects(run('sh', ['-c', `cd '${closed}'`], as1000), (e: unknown) => /denied|can't cd/.test((e as { stderr: string }).stderr));
+    // chgrp to a group one belongs to is allowed to the owner; to another, refused.
+    await fsp.chown(groupFile, 1000, 1000);
+    await run('setpriv', [...asMember, 'chgrp', '4242', groupFile]);
+    assert.equal((await fsp.stat(groupFile)).gid, 4242);
+    await assert.rejects(run('setpriv', [...asMember, 'chgrp', '4343', groupFile]), (e: unknown) => /not permitted/.test((e as { stderr: string }).stderr));
   });
 
   it('an unlinked open file stays readable until closed; flock is advisory and local', async () => {

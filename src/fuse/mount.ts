@@ -17,6 +17,26 @@ import { CairnError, isCairnError } from '../util/errors.js';
 import { E, ERRNO, ErrnoReply } from './errno.js';
 import { SnapshotNamespace, type SnapdirVisibility, type SnapshotProvider } from './snapshot-dir.js';
 import {
+  Caller,
+  MAY_EXEC,
+  MAY_READ,
+  MAY_WRITE,
+  checkSetattr,
+  isSticky,
+  modeAfterKillingSuidSgid,
+  openMask,
+  protectedHardlinksEnabled,
+  requireAccess,
+  requireCreate,
+  requireDelete,
+  requireLinkSource,
+  requireXattrAccess,
+  searchableByAll,
+  S_IFMT,
+  S_IFREG,
+  S_IPERM,
+} from './permissions.js';
+import {
   ATTR_OUT_SIZE_BYTES,
   DIRENT_HEADER_SIZE_BYTES,
   DT_DIR,
@@ -167,22 +187,6 @@ const NODE_SUBJECT_OPCODES: ReadonlySet<number> = new Set([
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
 const { O_EXCL, O_TRUNC } = nodeFs.constants;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IPERM = 0o7777;
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
-const S_IXGRP = 0o0010;
-
-/**
- * The permission bits a write or truncate by a caller without CAP_FSETID leaves (no suid, no sgid if
- * group-executable, as Linux's VFS), or undefined when it changes none.
- */
-function modeAfterKillingSuidSgid(mode: number): number | undefined {
-  const perm = mode & S_IPERM;
-  const killed = perm & ~S_ISUID & ~(perm & S_IXGRP ? S_ISGID : 0);
-  return killed === perm ? undefined : killed;
-}
 
 /** How files are opened: nothing is buffered per open file, so a close needs no FLUSH (FUSE 7.35). */
 const FILE_OPEN_FLAGS = FopenFlag.noFlush;
@@ -359,6 +363,12 @@ class FuseSession {
    */
   private readonly kernelHeld = new Map<number, { lookups: number; retained: Promise<boolean> }>();
   private readonly notices = new Map<string, Buffer>();
+  /**
+   * Directories whose names the kernel may hold with a nonzero entry timeout (they were searchable by
+   * all when it got them): if one loses an x bit, the kernel must forget its names (permissions.ts).
+   */
+  private readonly namesCachedUnder = new Set<number>();
+  private readonly protectedHardlinks = protectedHardlinksEnabled();
   /** Callers waiting for every notice queued before them to be written. */
   private noticesWritten: Array<() => void> = [];
   private noticing = false;
@@ -475,6 +485,11 @@ class FuseSession {
 
   invalidate(change: FsChange): Promise<void> {
     if (this.ended) return Promise.resolve();
+    if (change.kind === 'inode' && this.namesCachedUnder.has(change.ino)) {
+      // a chmod behind the mount may have taken an x bit from a directory whose names the kernel caches
+      const ino = change.ino;
+      this.fs.getattr(ino).then((st) => !searchableByAll(st) && this.forgetNamesUnder(ino), () => undefined);
+    }
     let key: string;
     let notice: Buffer;
     if (change.kind === 'entry') {
@@ -609,6 +624,7 @@ class FuseSession {
     held.lookups -= lookups;
     if (held.lookups > 0) return;
     this.kernelHeld.delete(ino);
+    this.namesCachedUnder.delete(ino); // its names went before it: they hold it
     void held.retained.then(async (retained) => {
       if (retained) await this.fs.release?.(ino);
     }).catch((e: unknown) => this.opts.onError?.(e, Opcode.forget));
@@ -618,10 +634,43 @@ class FuseSession {
     return this.snapshotNamespace?.isReadonlyIno(ino) ? SNAPSHOT_CACHE_VALID_SECONDS : LIVE_CACHE_VALID_SECONDS;
   }
 
-  private replyEntry(slot: Slot, unique: bigint, st: Stat): void {
-    this.handOut(st.ino);
-    putEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
+  private replyEntry(slot: Slot, unique: bigint, parent: Stat, st: Stat): void {
+    this.putEntry(slot.reply!, OUT_HEADER_SIZE_BYTES, parent, st);
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
+  }
+
+  /**
+   * An entry handed to the kernel (one more lookup it holds). Its name may be cached only under a
+   * directory every caller may search: the kernel walks cached names without asking (permissions.ts).
+   */
+  private putEntry(out: Buffer, at: number, parent: Stat, st: Stat): void {
+    this.handOut(st.ino);
+    const validSeconds = this.validSeconds(st.ino);
+    putEntryOut(out, at, this.nodeId(st.ino), st, this.nameValidSeconds(parent), validSeconds);
+  }
+
+  private nameValidSeconds(parent: Stat): number {
+    if (!searchableByAll(parent)) return 0;
+    this.namesCachedUnder.add(parent.ino);
+    return this.validSeconds(parent.ino);
+  }
+
+  /**
+   * After dir lost an x bit: makes the kernel forget every name it may cache in it, so the next walk
+   * through it asks (and is checked). Notices go after the change's reply: the kernel holds one about a
+   * directory until no request works in it.
+   */
+  private forgetNamesUnder(dirIno: number): void {
+    if (!this.namesCachedUnder.delete(dirIno)) return;
+    void (async () => {
+      for (let cursor: bigint | null = 0n; cursor !== null; ) {
+        const page: { entries: DirEntry[]; cursor: bigint | null } = await this.fs.readdir(dirIno, cursor, READDIR_PAGE_ENTRIES * 16);
+        for (const entry of page.entries) void this.invalidate({ kind: 'entry', parentIno: dirIno, name: entry.name });
+        cursor = page.cursor;
+      }
+    })().catch((e: unknown) => {
+      if (!isCairnError(e, 'ENOENT')) this.opts.onError?.(e, Opcode.setattr);
+    });
   }
 
   private replyAttr(slot: Slot, unique: bigint, st: Stat): void {
@@ -634,16 +683,32 @@ class FuseSession {
    * keeps, so asking again (a compiler's include path, a shell's PATH) costs no round trip. Under
    * `.cairn` it stays a plain ENOENT: a snapshot may appear there at any time.
    */
-  private async lookup(slot: Slot, unique: bigint, parentIno: number, name: string): Promise<void> {
+  private async lookup(slot: Slot, unique: bigint, caller: Caller, parentIno: number, name: string): Promise<void> {
+    const parent = await this.fs.getattr(parentIno);
+    requireAccess(caller, parent, MAY_EXEC);
     let st: Stat;
     try {
       st = await this.fs.lookup(parentIno, name);
     } catch (e) {
       if (!isCairnError(e, 'ENOENT') || this.snapshotNamespace?.isReadonlyIno(parentIno)) throw e;
-      putNegativeEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, LIVE_CACHE_VALID_SECONDS);
+      putNegativeEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, searchableByAll(parent) ? LIVE_CACHE_VALID_SECONDS : 0);
       return this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
     }
-    this.replyEntry(slot, unique, st);
+    this.replyEntry(slot, unique, parent, st);
+  }
+
+  /** The directory a name is added to, once the caller may add it (may_create). */
+  private async parentForCreate(caller: Caller, parentIno: number): Promise<Stat> {
+    const parent = await this.fs.getattr(parentIno);
+    requireCreate(caller, parent);
+    return parent;
+  }
+
+  /** The directory a name is removed from, once the caller may remove it (may_delete). */
+  private async parentForDelete(caller: Caller, parentIno: number, name: string): Promise<Stat> {
+    const parent = await this.fs.getattr(parentIno);
+    requireDelete(caller, parent, isSticky(parent) ? await this.fs.lookup(parentIno, name) : null);
+    return parent;
   }
 
   private async handle(slot: Slot, opcode: number, unique: bigint, lengthBytes: number): Promise<void> {
@@ -651,6 +716,7 @@ class FuseSession {
     const nodeIno = this.ino(Number(req.readBigUInt64LE(16)));
     const uid = req.readUInt32LE(24);
     const gid = req.readUInt32LE(28);
+    const caller = new Caller(uid, gid, req.readUInt32LE(32));
     const body = IN_HEADER_SIZE_BYTES;
     const fs = this.fs;
     switch (opcode) {
@@ -659,11 +725,11 @@ class FuseSession {
       case Opcode.destroy:
         return this.send(slot, unique, 0, 0);
       case Opcode.lookup:
-        return this.lookup(slot, unique, nodeIno, readName(req, body, lengthBytes).name);
+        return this.lookup(slot, unique, caller, nodeIno, readName(req, body, lengthBytes).name);
       case Opcode.getattr:
         return this.replyAttr(slot, unique, await fs.getattr(nodeIno));
       case Opcode.setattr:
-        return this.replyAttr(slot, unique, await this.setattr(nodeIno, req, body));
+        return this.replyAttr(slot, unique, await this.setattr(caller, nodeIno, req, body));
       case Opcode.readlink: {
         const target = await fs.readlink(nodeIno);
         return this.send(slot, unique, 0, slot.reply!.write(target, OUT_HEADER_SIZE_BYTES, 'utf8'));
@@ -672,7 +738,8 @@ class FuseSession {
         this.refuseIfReadonly();
         const name = readName(req, body, lengthBytes);
         const target = readName(req, name.next, lengthBytes).name;
-        return this.replyEntry(slot, unique, await fs.symlink(nodeIno, name.name, target, { uid, gid }));
+        const parent = await this.parentForCreate(caller, nodeIno);
+        return this.replyEntry(slot, unique, parent, await fs.symlink(nodeIno, name.name, target, { uid, gid }));
       }
       case Opcode.mknod: {
         this.refuseIfReadonly();
@@ -680,24 +747,30 @@ class FuseSession {
         // Only regular files exist in Cairn; fifos, sockets and devices are refused as on most file systems.
         if ((mode & S_IFMT) !== S_IFREG) throw new ErrnoReply(E.EPERM);
         const name = readName(req, body + 16, lengthBytes).name;
-        return this.replyEntry(slot, unique, await fs.create(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
+        const parent = await this.parentForCreate(caller, nodeIno);
+        return this.replyEntry(slot, unique, parent, await fs.create(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
       }
       case Opcode.mkdir: {
         this.refuseIfReadonly();
         const mode = req.readUInt32LE(body);
         const name = readName(req, body + 8, lengthBytes).name;
-        return this.replyEntry(slot, unique, await fs.mkdir(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
+        const parent = await this.parentForCreate(caller, nodeIno);
+        return this.replyEntry(slot, unique, parent, await fs.mkdir(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
       }
       case Opcode.unlink: {
         this.refuseIfReadonly();
         const name = readName(req, body, lengthBytes).name;
+        await this.parentForDelete(caller, nodeIno, name);
         await fs.unlink(nodeIno, name);
         return this.send(slot, unique, 0, 0);
       }
-      case Opcode.rmdir:
+      case Opcode.rmdir: {
         this.refuseIfReadonly();
-        await fs.rmdir(nodeIno, readName(req, body, lengthBytes).name);
+        const name = readName(req, body, lengthBytes).name;
+        await this.parentForDelete(caller, nodeIno, name);
+        await fs.rmdir(nodeIno, name);
         return this.send(slot, unique, 0, 0);
+      }
       case Opcode.rename:
       case Opcode.rename2: {
         this.refuseIfReadonly();
@@ -706,14 +779,19 @@ class FuseSession {
         const names = body + (opcode === Opcode.rename2 ? 16 : 8);
         const oldName = readName(req, names, lengthBytes);
         const newName = readName(req, oldName.next, lengthBytes).name;
-        await this.rename(nodeIno, oldName.name, newParentIno, newName, flags);
-        return this.send(slot, unique, 0, 0);
+        const newParent = await this.rename(caller, nodeIno, oldName.name, newParentIno, newName, flags);
+        this.send(slot, unique, 0, 0);
+        // The kernel moved its dentry with the timeout it had under the old directory.
+        if (!searchableByAll(newParent)) void this.invalidate({ kind: 'entry', parentIno: newParentIno, name: newName });
+        return;
       }
       case Opcode.link: {
         this.refuseIfReadonly();
         const targetIno = this.ino(Number(req.readBigUInt64LE(body)));
         const name = readName(req, body + 8, lengthBytes).name;
-        return this.replyEntry(slot, unique, await fs.link(targetIno, nodeIno, name));
+        const parent = await this.parentForCreate(caller, nodeIno);
+        requireLinkSource(caller, await fs.getattr(targetIno), this.protectedHardlinks);
+        return this.replyEntry(slot, unique, parent, await fs.link(targetIno, nodeIno, name));
       }
       case Opcode.open: {
         const flags = req.readUInt32LE(body);
@@ -721,11 +799,12 @@ class FuseSession {
           this.refuseIfReadonly();
           if (this.snapshotNamespace?.isReadonlyIno(nodeIno)) throw new ErrnoReply(E.EROFS);
         }
+        requireAccess(caller, await fs.getattr(nodeIno), openMask(flags));
         const fh = await this.openFile(nodeIno);
         return this.replyOpen(slot, unique, fh, FILE_OPEN_FLAGS);
       }
       case Opcode.create:
-        return this.create(slot, unique, nodeIno, uid, gid, lengthBytes);
+        return this.create(slot, unique, caller, nodeIno, lengthBytes);
       case Opcode.read:
         return this.read(slot, unique, req, body);
       case Opcode.write: {
@@ -751,7 +830,7 @@ class FuseSession {
         if (!this.opts.readonly) await this.opts.onSync?.();
         return this.send(slot, unique, 0, 0);
       case Opcode.opendir: {
-        await fs.getattr(nodeIno);
+        requireAccess(caller, await fs.getattr(nodeIno), MAY_READ);
         const fh = this.nextHandle++;
         this.dirs.set(fh, { ino: nodeIno, pageStart: 2, entries: [], nextCursor: 0n });
         // A live directory's listing may stay in the kernel (its changes come through the mount, or are
@@ -763,6 +842,8 @@ class FuseSession {
         return this.readdir(slot, unique, req, body, nodeIno, false);
       case Opcode.readdirplus:
         return this.readdir(slot, unique, req, body, nodeIno, true);
+      case Opcode.access:
+        return this.access(slot, unique, caller, nodeIno, req.readUInt32LE(body));
       case Opcode.releasedir:
         this.dirs.delete(Number(req.readBigUInt64LE(body)));
         return this.send(slot, unique, 0, 0);
@@ -770,9 +851,9 @@ class FuseSession {
       case Opcode.listxattr:
       case Opcode.setxattr:
       case Opcode.removexattr:
-        return this.xattrOp(slot, unique, opcode, nodeIno, lengthBytes);
+        return this.xattrOp(slot, unique, caller, opcode, nodeIno, lengthBytes);
       default:
-        // access (default_permissions makes the kernel check), locks (kept by the kernel), fallocate,
+        // locks (kept by the kernel), fallocate,
         // lseek, copy_file_range, ioctl, poll: ENOSYS makes the kernel fall back or stop asking.
         throw new ErrnoReply(E.ENOSYS);
     }
@@ -817,24 +898,45 @@ class FuseSession {
     this.resolveInitialized();
   }
 
-  private async setattr(ino: number, req: Buffer, body: number): Promise<Stat> {
+  private async setattr(caller: Caller, ino: number, req: Buffer, body: number): Promise<Stat> {
     const valid = req.readUInt32LE(body);
     const attr: SetAttr = {};
-    if (valid & SetattrValid.mode) attr.mode = req.readUInt32LE(body + 68) & S_IPERM;
+    const before = await this.fs.getattr(ino);
     if (valid & SetattrValid.uid) attr.uid = req.readUInt32LE(body + 76);
     if (valid & SetattrValid.gid) attr.gid = req.readUInt32LE(body + 80);
     if (valid & SetattrValid.size) attr.sizeBytes = Number(req.readBigUInt64LE(body + 16));
-    if (valid & SetattrValid.killSuidgid && attr.mode === undefined) {
-      const killed = modeAfterKillingSuidSgid((await this.fs.getattr(ino)).mode);
-      if (killed !== undefined) attr.mode = killed;
-    }
     if (valid & SetattrValid.atimeNow) attr.atimeNs = nowNs();
     else if (valid & SetattrValid.atime) attr.atimeNs = req.readBigInt64LE(body + 32) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 56));
     if (valid & SetattrValid.mtimeNow) attr.mtimeNs = nowNs();
     else if (valid & SetattrValid.mtime) attr.mtimeNs = req.readBigInt64LE(body + 40) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 60));
-    if (Object.keys(attr).length === 0) return this.fs.getattr(ino);
+    const timesGiven = (valid & SetattrValid.atime && !(valid & SetattrValid.atimeNow)) || (valid & SetattrValid.mtime && !(valid & SetattrValid.mtimeNow));
+    const mode = checkSetattr(caller, before, {
+      ...(valid & SetattrValid.mode ? { mode: req.readUInt32LE(body + 68) & S_IPERM } : {}),
+      ...(attr.uid !== undefined ? { uid: attr.uid } : {}),
+      ...(attr.gid !== undefined ? { gid: attr.gid } : {}),
+      // A truncate's own mtime is part of it; a truncate through an open file was checked at open.
+      sizeByPath: attr.sizeBytes !== undefined && !(valid & SetattrValid.fh),
+      timesGiven: Boolean(timesGiven),
+      timesNow: attr.sizeBytes === undefined && !timesGiven && Boolean(valid & (SetattrValid.atimeNow | SetattrValid.mtimeNow)),
+    });
+    if (mode !== undefined) attr.mode = mode;
+    else if (valid & SetattrValid.killSuidgid) {
+      const killed = modeAfterKillingSuidSgid(before.mode);
+      if (killed !== undefined) attr.mode = killed;
+    }
+    if (Object.keys(attr).length === 0) return before;
     this.refuseIfReadonly();
-    return this.fs.setattr(ino, attr);
+    const after = await this.fs.setattr(ino, attr);
+    if (after.kind === 'directory' && !searchableByAll(after)) this.forgetNamesUnder(ino);
+    return after;
+  }
+
+  /** ACCESS (access(2), chdir): mask is R_OK | W_OK | X_OK, as MAY_READ | MAY_WRITE | MAY_EXEC; 0 asks only whether it exists. */
+  private async access(slot: Slot, unique: bigint, caller: Caller, ino: number, mask: number): Promise<void> {
+    const st = await this.fs.getattr(ino);
+    if (mask & MAY_WRITE && this.snapshotNamespace?.isReadonlyIno(ino)) throw new ErrnoReply(E.EROFS);
+    requireAccess(caller, st, mask & (MAY_READ | MAY_WRITE | MAY_EXEC));
+    this.send(slot, unique, 0, 0);
   }
 
   /**
@@ -861,23 +963,25 @@ class FuseSession {
     return this.files.get(Number(fh))?.ino ?? fallbackIno;
   }
 
-  private async create(slot: Slot, unique: bigint, parentIno: number, uid: number, gid: number, lengthBytes: number): Promise<void> {
+  private async create(slot: Slot, unique: bigint, caller: Caller, parentIno: number, lengthBytes: number): Promise<void> {
     this.refuseIfReadonly();
     const req = slot.request;
     const body = IN_HEADER_SIZE_BYTES;
     const flags = req.readUInt32LE(body);
     const mode = req.readUInt32LE(body + 4);
     const name = readName(req, body + 16, lengthBytes).name;
+    const parent = await this.parentForCreate(caller, parentIno);
     const { st, fh } = await (async () => {
       let created: Stat;
       try {
-        created = await this.fs.create(parentIno, name, { mode: mode & S_IPERM, uid, gid });
+        created = await this.fs.create(parentIno, name, { mode: mode & S_IPERM, uid: caller.uid, gid: caller.gid });
       } catch (e) {
         // The kernel looks the name up first, so this is a race with another creator: honour O_EXCL,
         // otherwise open what is there as open(2) would.
         if (!isCairnError(e, 'EEXIST') || flags & O_EXCL) throw e;
         created = await this.fs.lookup(parentIno, name);
         if (created.kind === 'directory') throw new ErrnoReply(E.EISDIR);
+        requireAccess(caller, created, openMask(flags));
         if (flags & O_TRUNC) {
           const killed = req.readUInt32LE(body + 12) & FUSE_OPEN_KILL_SUIDGID ? modeAfterKillingSuidSgid(created.mode) : undefined;
           if (created.sizeBytes > 0 || killed !== undefined) created = await this.fs.setattr(created.ino, killed === undefined ? { sizeBytes: 0 } : { sizeBytes: 0, mode: killed });
@@ -886,8 +990,7 @@ class FuseSession {
       return { st: created, fh: await this.openFile(created.ino) };
     })();
     const out = slot.reply!;
-    this.handOut(st.ino);
-    putEntryOut(out, OUT_HEADER_SIZE_BYTES, this.nodeId(st.ino), st, this.validSeconds(st.ino));
+    this.putEntry(out, OUT_HEADER_SIZE_BYTES, parent, st);
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
     out.writeBigUInt64LE(BigInt(fh), at);
     out.writeUInt32LE(FILE_OPEN_FLAGS, at + 8);
@@ -924,8 +1027,20 @@ class FuseSession {
     }
   }
 
-  private async rename(parentIno: number, name: string, newParentIno: number, newName: string, flags: number): Promise<void> {
+  /**
+   * RENAME, checked as Linux's vfs_rename: the name may leave its directory and enter the new one (or
+   * replace what is there), and a directory moving to another parent must be writable itself (its
+   * ".." changes). Returns the new parent as it was checked.
+   */
+  private async rename(caller: Caller, parentIno: number, name: string, newParentIno: number, newName: string, flags: number): Promise<Stat> {
     if (flags & ~RENAME_NOREPLACE) throw new ErrnoReply(E.EINVAL); // RENAME_EXCHANGE, RENAME_WHITEOUT
+    const parent = await this.fs.getattr(parentIno);
+    const newParent = newParentIno === parentIno ? parent : await this.fs.getattr(newParentIno);
+    const moving = isSticky(parent) || newParentIno !== parentIno ? await this.fs.lookup(parentIno, name) : null;
+    requireDelete(caller, parent, moving);
+    const replaced = isSticky(newParent) ? await this.fs.lookup(newParentIno, newName).catch(() => null) : null;
+    requireDelete(caller, newParent, replaced);
+    if (moving?.kind === 'directory' && newParentIno !== parentIno) requireAccess(caller, moving, MAY_WRITE);
     if (flags & RENAME_NOREPLACE) {
       const exists = await this.fs.lookup(newParentIno, newName).then(
         () => true,
@@ -937,6 +1052,7 @@ class FuseSession {
       if (exists) throw new ErrnoReply(E.EEXIST);
     }
     await this.fs.rename(parentIno, name, newParentIno, newName);
+    return newParent;
   }
 
   private async statfs(slot: Slot, unique: bigint): Promise<void> {
@@ -966,6 +1082,7 @@ class FuseSession {
     let dir = this.dirs.get(Number(req.readBigUInt64LE(body)));
     if (!dir) dir = { ino, pageStart: 2, entries: [], nextCursor: 0n }; // no opendir handle: one-off listing
     let position = Number(req.readBigUInt64LE(body + 8));
+    const listed = plus ? await this.fs.getattr(dir.ino) : null;
     const sizeBytes = Math.min(req.readUInt32LE(body + 16), SLOT_SIZE_BYTES - OUT_HEADER_SIZE_BYTES);
     const out = slot.reply!;
     const end = OUT_HEADER_SIZE_BYTES + sizeBytes;
@@ -1012,8 +1129,7 @@ class FuseSession {
           if (errno === E.ENOENT || errno === E.ESTALE) continue;
           throw e;
         }
-        this.handOut(st.ino);
-        putEntryOut(out, at, this.nodeId(st.ino), st, this.validSeconds(st.ino));
+        this.putEntry(out, at, listed!, st);
         at += ENTRY_OUT_SIZE_BYTES;
       }
       this.putDirent(out, at, entry.ino, dir.pageStart + i + 1, direntType(entry.kind), entry.name, size);
@@ -1031,7 +1147,7 @@ class FuseSession {
     out.writeUInt32LE(type, at + 20);
   }
 
-  private async xattrOp(slot: Slot, unique: bigint, opcode: number, ino: number, lengthBytes: number): Promise<void> {
+  private async xattrOp(slot: Slot, unique: bigint, caller: Caller, opcode: number, ino: number, lengthBytes: number): Promise<void> {
     const x = this.xattr;
     if (!x) throw new ErrnoReply(E.EOPNOTSUPP);
     const req = slot.request;
@@ -1043,6 +1159,7 @@ class FuseSession {
     switch (opcode) {
       case Opcode.getxattr: {
         const name = refuseSecurity(readName(req, body + 8, lengthBytes).name);
+        requireXattrAccess(caller, await this.fs.getattr(ino), name, MAY_READ);
         return this.replySized(slot, unique, req.readUInt32LE(body), await x.getxattr(ino, name));
       }
       case Opcode.listxattr: {
@@ -1064,6 +1181,7 @@ class FuseSession {
         const flags = req.readUInt32LE(body + 4);
         const name = readName(req, body + 8, lengthBytes);
         refuseSecurity(name.name);
+        requireXattrAccess(caller, await this.fs.getattr(ino), name.name, MAY_WRITE);
         const value = Buffer.from(req.subarray(name.next, name.next + valueBytes));
         const xflags: SetXattrFlags = {};
         if (flags & XATTR_CREATE) xflags.create = true;
@@ -1073,7 +1191,9 @@ class FuseSession {
       }
       default: {
         this.refuseIfReadonly();
-        await x.removexattr(ino, refuseSecurity(readName(req, body, lengthBytes).name));
+        const name = refuseSecurity(readName(req, body, lengthBytes).name);
+        requireXattrAccess(caller, await this.fs.getattr(ino), name, MAY_WRITE);
+        await x.removexattr(ino, name);
         return this.send(slot, unique, 0, 0);
       }
     }
@@ -1164,7 +1284,7 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
     'rootmode=40000',
     `user_id=${uid}`,
     `group_id=${gid}`,
-    'default_permissions',
+    // no default_permissions: the server checks (permissions.ts)
     `max_read=${MAX_WRITE_BYTES}`,
     'nosuid',
     'nodev',

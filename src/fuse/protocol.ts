@@ -101,6 +101,8 @@ export const SetattrValid = {
   size: 1 << 3,
   atime: 1 << 4,
   mtime: 1 << 5,
+  /** The change comes through an open file (ftruncate, futimens): fh names it. */
+  fh: 1 << 6,
   atimeNow: 1 << 7,
   mtimeNow: 1 << 8,
   /** With size: clear suid, and sgid where group-executable (HANDLE_KILLPRIV_V2). */
@@ -159,11 +161,12 @@ export function putAttr(buf: Buffer, at: number, st: Stat): void {
   buf.writeUInt32LE(0, at + 84);
 }
 
-export function putEntryOut(buf: Buffer, at: number, nodeId: number, st: Stat, validSeconds: number): void {
+/** An entry: the name may be cached for entryValidSeconds, the attributes for attrValidSeconds. */
+export function putEntryOut(buf: Buffer, at: number, nodeId: number, st: Stat, entryValidSeconds: number, attrValidSeconds: number): void {
   buf.writeBigUInt64LE(BigInt(nodeId), at);
   buf.writeBigUInt64LE(0n, at + 8);
-  buf.writeBigUInt64LE(BigInt(validSeconds), at + 16);
-  buf.writeBigUInt64LE(BigInt(validSeconds), at + 24);
+  buf.writeBigUInt64LE(BigInt(entryValidSeconds), at + 16);
+  buf.writeBigUInt64LE(BigInt(attrValidSeconds), at + 24);
   buf.writeUInt32LE(0, at + 32);
   buf.writeUInt32LE(0, at + 36);
   putAttr(buf, at + 40, st);

@@ -254,6 +254,11 @@ describe('POSIX through a FUSE mount', { skip: skipUnlessFuse }, () => {
       unlink_sticky_others_file: 'EPERM',
       unlink_sticky_own_file: 'OK',
       setxattr_root_file: 'EACCES',
+      getxattr_0600_root_file: 'EACCES',
+      utime_now_root_file: 'EACCES',
+      link_0600_root_file: 'EPERM',
+      access_root_file: [true, false],
+      chdir_0700_root_dir: 'EACCES',
     });
   });
 

@@ -549,6 +549,11 @@ def group_perm_nobody(root):
     write_file(os.path.join(d, "sticky", "nobodys"), b"n")
     rec("unlink_sticky_own_file", outcome(os.unlink, os.path.join(d, "sticky", "nobodys")))
     rec("setxattr_root_file", outcome(os.setxattr, os.path.join(d, "public"), "user.x", b"1"))
+    rec("getxattr_0600_root_file", outcome(os.getxattr, os.path.join(d, "secret"), "user.x"))
+    rec("utime_now_root_file", outcome(os.utime, os.path.join(d, "public")))
+    rec("link_0600_root_file", outcome(os.link, os.path.join(d, "secret"), os.path.join(d, "open", "secret-link")))
+    rec("access_root_file", [os.access(os.path.join(d, "public"), os.R_OK), os.access(os.path.join(d, "public"), os.W_OK)])
+    rec("chdir_0700_root_dir", outcome(os.chdir, os.path.join(d, "closed")))
 
 
 def group_xattrs(root):
