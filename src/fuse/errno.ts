@@ -22,7 +22,6 @@ export const E = {
   ENODEV: ERRNO['ENODEV'] ?? 19,
   ESTALE: ERRNO['ESTALE'] ?? 116,
   EACCES: ERRNO['EACCES'] ?? 13,
-  ENODATA: ERRNO['ENODATA'] ?? 61,
 } as const;
 
 /** A reply that is just an errno, raised inside handlers. */

@@ -304,6 +304,32 @@ describe('FUSE mount of a pool', { skip }, () => {
     assert.equal((await run('cat', [join(mnt, 'moving')], as1000)).stdout, 'moved');
     await fsp.rename(join(mnt, 'moving'), join(closed, 'moved'));
     await assert.rejects(run('cat', [join(closed, 'moved')], as1000), denied);
+    // Moved into a directory all may search, which is closed afterwards: the moved name is forgotten too.
+    const later = join(mnt, 'closed-later');
+    await mkdir(later, { mode: 0o755 });
+    await fsp.chmod(later, 0o755);
+    await fsp.writeFile(join(mnt, 'moving2'), 'moved2', { mode: 0o644 });
+    assert.equal((await run('cat', [join(mnt, 'moving2')], as1000)).stdout, 'moved2');
+    await fsp.rename(join(mnt, 'moving2'), join(later, 'moved2'));
+    await fsp.chmod(later, 0o700);
+    await assert.rejects(run('cat', [join(later, 'moved2')], as1000), denied);
+    // Capabilities count only where they apply: not those of a user namespace an unprivileged user
+    // made, not those a root process dropped, not those of a setuid-like process whose access(2) runs
+    // as its real uid.
+    const usersFile = join(mnt, 'users-file');
+    await fsp.writeFile(usersFile, 'private', { mode: 0o600 });
+    await fsp.chown(usersFile, 1000, 1000);
+    await assert.rejects(run('setpriv', ['--reuid=1001', '--regid=1001', '--clear-groups', 'unshare', '-Ur', 'cat', usersFile]), denied);
+    await assert.rejects(run('setpriv', ['--bounding-set=-all', '--inh-caps=-all', 'cat', usersFile]), denied);
+    assert.equal((await run('cat', [usersFile])).stdout, 'private', 'root with its capabilities may');
+    const realUid = `import os, sys; os.setresuid(1001, 0, 0); print(os.access(sys.argv[1], os.R_OK), os.access(sys.argv[1], os.R_OK, effective_ids=True))`;
+    assert.equal((await run('python3', ['-c', realUid, usersFile])).stdout.trim(), 'False True');
+    // Times: a writer who is not the owner may set both to now (touch), not one alone (touch -a).
+    const shared = join(mnt, 'shared-times');
+    await fsp.writeFile(shared, '', { mode: 0o666 });
+    await fsp.chmod(shared, 0o666);
+    await run('touch', [shared], as1000);
+    await assert.rejects(run('touch', ['-a', shared], as1000), (e: unknown) => /not permitted/.test((e as { stderr: string }).stderr));
     // Supplementary groups come from the caller's process: a group member reads a 0640 file, others do not.
     const groupFile = join(mnt, 'group-file');
     await fsp.writeFile(groupFile, 'for 4242', { mode: 0o640 });

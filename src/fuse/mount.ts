@@ -25,6 +25,7 @@ import {
   isSticky,
   modeAfterKillingSuidSgid,
   openMask,
+  permitted,
   protectedHardlinksEnabled,
   requireAccess,
   requireCreate,
@@ -634,7 +635,13 @@ class FuseSession {
     return this.snapshotNamespace?.isReadonlyIno(ino) ? SNAPSHOT_CACHE_VALID_SECONDS : LIVE_CACHE_VALID_SECONDS;
   }
 
-  private replyEntry(slot: Slot, unique: bigint, parent: Stat, st: Stat): void {
+  /**
+   * Replies with an entry under parentIno, whose mode is read again here: a chmod of it may have
+   * finished while this request waited (a revalidating LOOKUP does not hold the directory's lock), and
+   * from here to the reply nothing else runs on this thread.
+   */
+  private async replyEntry(slot: Slot, unique: bigint, parentIno: number, st: Stat): Promise<void> {
+    const parent = await this.fs.getattr(parentIno);
     this.putEntry(slot.reply!, OUT_HEADER_SIZE_BYTES, parent, st);
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
   }
@@ -646,7 +653,7 @@ class FuseSession {
   private putEntry(out: Buffer, at: number, parent: Stat, st: Stat): void {
     this.handOut(st.ino);
     const validSeconds = this.validSeconds(st.ino);
-    putEntryOut(out, at, this.nodeId(st.ino), st, this.nameValidSeconds(parent), validSeconds);
+    putEntryOut(out, at, this.nodeId(st.ino), st, Math.min(this.nameValidSeconds(parent), validSeconds), validSeconds);
   }
 
   private nameValidSeconds(parent: Stat): number {
@@ -694,21 +701,18 @@ class FuseSession {
       putNegativeEntryOut(slot.reply!, OUT_HEADER_SIZE_BYTES, searchableByAll(parent) ? LIVE_CACHE_VALID_SECONDS : 0);
       return this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES);
     }
-    this.replyEntry(slot, unique, parent, st);
+    return this.replyEntry(slot, unique, parentIno, st);
   }
 
-  /** The directory a name is added to, once the caller may add it (may_create). */
-  private async parentForCreate(caller: Caller, parentIno: number): Promise<Stat> {
-    const parent = await this.fs.getattr(parentIno);
-    requireCreate(caller, parent);
-    return parent;
+  /** EACCES unless the caller may add a name to the directory (may_create). */
+  private async requireCreateIn(caller: Caller, parentIno: number): Promise<void> {
+    requireCreate(caller, await this.fs.getattr(parentIno));
   }
 
-  /** The directory a name is removed from, once the caller may remove it (may_delete). */
-  private async parentForDelete(caller: Caller, parentIno: number, name: string): Promise<Stat> {
+  /** EACCES (or EPERM, sticky) unless the caller may remove the name from the directory (may_delete). */
+  private async requireDeleteIn(caller: Caller, parentIno: number, name: string): Promise<void> {
     const parent = await this.fs.getattr(parentIno);
     requireDelete(caller, parent, isSticky(parent) ? await this.fs.lookup(parentIno, name) : null);
-    return parent;
   }
 
   private async handle(slot: Slot, opcode: number, unique: bigint, lengthBytes: number): Promise<void> {
@@ -738,8 +742,8 @@ class FuseSession {
         this.refuseIfReadonly();
         const name = readName(req, body, lengthBytes);
         const target = readName(req, name.next, lengthBytes).name;
-        const parent = await this.parentForCreate(caller, nodeIno);
-        return this.replyEntry(slot, unique, parent, await fs.symlink(nodeIno, name.name, target, { uid, gid }));
+        await this.requireCreateIn(caller, nodeIno);
+        return this.replyEntry(slot, unique, nodeIno, await fs.symlink(nodeIno, name.name, target, { uid, gid }));
       }
       case Opcode.mknod: {
         this.refuseIfReadonly();
@@ -747,27 +751,27 @@ class FuseSession {
         // Only regular files exist in Cairn; fifos, sockets and devices are refused as on most file systems.
         if ((mode & S_IFMT) !== S_IFREG) throw new ErrnoReply(E.EPERM);
         const name = readName(req, body + 16, lengthBytes).name;
-        const parent = await this.parentForCreate(caller, nodeIno);
-        return this.replyEntry(slot, unique, parent, await fs.create(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
+        await this.requireCreateIn(caller, nodeIno);
+        return this.replyEntry(slot, unique, nodeIno, await fs.create(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
       }
       case Opcode.mkdir: {
         this.refuseIfReadonly();
         const mode = req.readUInt32LE(body);
         const name = readName(req, body + 8, lengthBytes).name;
-        const parent = await this.parentForCreate(caller, nodeIno);
-        return this.replyEntry(slot, unique, parent, await fs.mkdir(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
+        await this.requireCreateIn(caller, nodeIno);
+        return this.replyEntry(slot, unique, nodeIno, await fs.mkdir(nodeIno, name, { mode: mode & S_IPERM, uid, gid }));
       }
       case Opcode.unlink: {
         this.refuseIfReadonly();
         const name = readName(req, body, lengthBytes).name;
-        await this.parentForDelete(caller, nodeIno, name);
+        await this.requireDeleteIn(caller, nodeIno, name);
         await fs.unlink(nodeIno, name);
         return this.send(slot, unique, 0, 0);
       }
       case Opcode.rmdir: {
         this.refuseIfReadonly();
         const name = readName(req, body, lengthBytes).name;
-        await this.parentForDelete(caller, nodeIno, name);
+        await this.requireDeleteIn(caller, nodeIno, name);
         await fs.rmdir(nodeIno, name);
         return this.send(slot, unique, 0, 0);
       }
@@ -779,9 +783,12 @@ class FuseSession {
         const names = body + (opcode === Opcode.rename2 ? 16 : 8);
         const oldName = readName(req, names, lengthBytes);
         const newName = readName(req, oldName.next, lengthBytes).name;
-        const newParent = await this.rename(caller, nodeIno, oldName.name, newParentIno, newName, flags);
+        await this.rename(caller, nodeIno, oldName.name, newParentIno, newName, flags);
+        // The kernel moves its dentry keeping the timeout it had under the old directory: under a new
+        // one that all may search, a later chmod must know to forget it; under any other, forget it now.
+        const newParent = await fs.getattr(newParentIno);
+        if (searchableByAll(newParent)) this.namesCachedUnder.add(newParentIno);
         this.send(slot, unique, 0, 0);
-        // The kernel moved its dentry with the timeout it had under the old directory.
         if (!searchableByAll(newParent)) void this.invalidate({ kind: 'entry', parentIno: newParentIno, name: newName });
         return;
       }
@@ -789,9 +796,9 @@ class FuseSession {
         this.refuseIfReadonly();
         const targetIno = this.ino(Number(req.readBigUInt64LE(body)));
         const name = readName(req, body + 8, lengthBytes).name;
-        const parent = await this.parentForCreate(caller, nodeIno);
+        await this.requireCreateIn(caller, nodeIno);
         requireLinkSource(caller, await fs.getattr(targetIno), this.protectedHardlinks);
-        return this.replyEntry(slot, unique, parent, await fs.link(targetIno, nodeIno, name));
+        return this.replyEntry(slot, unique, nodeIno, await fs.link(targetIno, nodeIno, name));
       }
       case Opcode.open: {
         const flags = req.readUInt32LE(body);
@@ -909,15 +916,22 @@ class FuseSession {
     else if (valid & SetattrValid.atime) attr.atimeNs = req.readBigInt64LE(body + 32) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 56));
     if (valid & SetattrValid.mtimeNow) attr.mtimeNs = nowNs();
     else if (valid & SetattrValid.mtime) attr.mtimeNs = req.readBigInt64LE(body + 40) * 1_000_000_000n + BigInt(req.readUInt32LE(body + 60));
-    const timesGiven = (valid & SetattrValid.atime && !(valid & SetattrValid.atimeNow)) || (valid & SetattrValid.mtime && !(valid & SetattrValid.mtimeNow));
+    // utimensat with both times now is a "touch" (owner or writer); given times, or one now and the
+    // other left alone, need the owner (vfs_utimes). A truncate's own mtime (now) is part of the truncate.
+    const bothNow = (valid & (SetattrValid.atimeNow | SetattrValid.mtimeNow)) === (SetattrValid.atimeNow | SetattrValid.mtimeNow);
+    const anyTime = (valid & (SetattrValid.atime | SetattrValid.mtime)) !== 0;
+    const timesGiven =
+      (valid & SetattrValid.atime && !(valid & SetattrValid.atimeNow)) ||
+      (valid & SetattrValid.mtime && !(valid & SetattrValid.mtimeNow)) ||
+      (attr.sizeBytes === undefined && anyTime && !bothNow);
     const mode = checkSetattr(caller, before, {
       ...(valid & SetattrValid.mode ? { mode: req.readUInt32LE(body + 68) & S_IPERM } : {}),
       ...(attr.uid !== undefined ? { uid: attr.uid } : {}),
       ...(attr.gid !== undefined ? { gid: attr.gid } : {}),
-      // A truncate's own mtime is part of it; a truncate through an open file was checked at open.
+      // a truncate through an open file was checked at open
       sizeByPath: attr.sizeBytes !== undefined && !(valid & SetattrValid.fh),
       timesGiven: Boolean(timesGiven),
-      timesNow: attr.sizeBytes === undefined && !timesGiven && Boolean(valid & (SetattrValid.atimeNow | SetattrValid.mtimeNow)),
+      timesNow: attr.sizeBytes === undefined && bothNow,
     });
     if (mode !== undefined) attr.mode = mode;
     else if (valid & SetattrValid.killSuidgid) {
@@ -970,16 +984,23 @@ class FuseSession {
     const flags = req.readUInt32LE(body);
     const mode = req.readUInt32LE(body + 4);
     const name = readName(req, body + 16, lengthBytes).name;
-    const parent = await this.parentForCreate(caller, parentIno);
+    const before = await this.fs.getattr(parentIno);
+    requireAccess(caller, before, MAY_EXEC);
+    const mayCreate = permitted(caller, before, MAY_WRITE | MAY_EXEC);
     const { st, fh } = await (async () => {
       let created: Stat;
       try {
+        if (!mayCreate) throw new ErrnoReply(E.EACCES);
         created = await this.fs.create(parentIno, name, { mode: mode & S_IPERM, uid: caller.uid, gid: caller.gid });
       } catch (e) {
         // The kernel looks the name up first, so this is a race with another creator: honour O_EXCL,
-        // otherwise open what is there as open(2) would.
-        if (!isCairnError(e, 'EEXIST') || flags & O_EXCL) throw e;
-        created = await this.fs.lookup(parentIno, name);
+        // otherwise open what is there as open(2) would (which needs no write permission on the
+        // directory; when nothing is there, the EACCES stands).
+        const refused = e instanceof ErrnoReply && !mayCreate;
+        if ((!isCairnError(e, 'EEXIST') && !refused) || flags & O_EXCL) throw e;
+        created = await this.fs.lookup(parentIno, name).catch((lookupError: unknown) => {
+          throw refused && isCairnError(lookupError, 'ENOENT') ? e : lookupError;
+        });
         if (created.kind === 'directory') throw new ErrnoReply(E.EISDIR);
         requireAccess(caller, created, openMask(flags));
         if (flags & O_TRUNC) {
@@ -989,6 +1010,7 @@ class FuseSession {
       }
       return { st: created, fh: await this.openFile(created.ino) };
     })();
+    const parent = await this.fs.getattr(parentIno); // read again: see replyEntry
     const out = slot.reply!;
     this.putEntry(out, OUT_HEADER_SIZE_BYTES, parent, st);
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
@@ -1030,9 +1052,9 @@ class FuseSession {
   /**
    * RENAME, checked as Linux's vfs_rename: the name may leave its directory and enter the new one (or
    * replace what is there), and a directory moving to another parent must be writable itself (its
-   * ".." changes). Returns the new parent as it was checked.
+   * ".." changes).
    */
-  private async rename(caller: Caller, parentIno: number, name: string, newParentIno: number, newName: string, flags: number): Promise<Stat> {
+  private async rename(caller: Caller, parentIno: number, name: string, newParentIno: number, newName: string, flags: number): Promise<void> {
     if (flags & ~RENAME_NOREPLACE) throw new ErrnoReply(E.EINVAL); // RENAME_EXCHANGE, RENAME_WHITEOUT
     const parent = await this.fs.getattr(parentIno);
     const newParent = newParentIno === parentIno ? parent : await this.fs.getattr(newParentIno);
@@ -1052,7 +1074,6 @@ class FuseSession {
       if (exists) throw new ErrnoReply(E.EEXIST);
     }
     await this.fs.rename(parentIno, name, newParentIno, newName);
-    return newParent;
   }
 
   private async statfs(slot: Slot, unique: bigint): Promise<void> {

@@ -9,9 +9,12 @@
  * Who asks: FUSE sends the caller's fsuid, fsgid and thread id with each request, not its supplementary
  * groups or capabilities. Those are read from /proc/<tid>/status only when a decision depends on them:
  * the caller is not the owner, not in the owning group by its fsgid, and the group bits differ from the
- * others' bits; or a denial that a capability would lift. uid 0 is taken to hold every capability, so
- * a root process that dropped CAP_DAC_OVERRIDE is not refused here; reading root's capabilities per
- * request would cost more than the round trip saved.
+ * others' bits; or a denial that a capability would lift (also for root, so a root process that
+ * dropped CAP_DAC_OVERRIDE is refused as ext4 would refuse it). Capabilities count only when they are
+ * the ones the request runs with: none when the thread is in another user namespace (`unshare -U`
+ * gives an unprivileged user a full CapEff there, worth nothing on this mount's files), and none when
+ * its fsuid/fsgid differ from the request's (access(2) in a setuid program runs as the real uid, with
+ * the capabilities dropped, while /proc shows the thread's own).
  *
  * What the kernel still checks itself: who may use the mount (allow_other), a read-only mount, trusted.*
  * xattrs (CAP_SYS_ADMIN), that an executed file has an x bit, and sticky directories (with its cached
@@ -22,7 +25,7 @@
  * search (the mount's nameValidSeconds), and the mount makes the kernel forget a directory's names when a change
  * takes one of its x bits away.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import type { Stat } from '../fs/types.js';
 import { E, ErrnoReply } from './errno.js';
 
@@ -67,9 +70,23 @@ interface ProcessCredentials {
 
 const NO_CREDENTIALS: ProcessCredentials = { groups: new Set(), effectiveCapabilities: 0n };
 
-/** Supplementary groups and effective capabilities of a thread, from /proc/<tid>/status. */
-function readCredentials(tid: number): ProcessCredentials {
-  if (tid <= 0) return NO_CREDENTIALS; // a request the kernel makes on its own behalf
+let ownUserNamespace: string | null | undefined;
+
+function userNamespaceOf(pid: number | 'self'): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/user`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Supplementary groups and effective capabilities of the thread a request comes from, from
+ * /proc/<tid>/status; capabilities only when they apply to the request (the theory comment above).
+ * A caller outside this process's pid namespace arrives with tid 0 and gets neither.
+ */
+function readCredentials(tid: number, uid: number, gid: number): ProcessCredentials {
+  if (tid <= 0) return NO_CREDENTIALS;
   let status: string;
   try {
     status = readFileSync(`/proc/${tid}/status`, 'latin1');
@@ -78,9 +95,15 @@ function readCredentials(tid: number): ProcessCredentials {
   }
   const groups = /^Groups:[ \t]*([0-9 \t]*)$/m.exec(status)?.[1]?.trim();
   const caps = /^CapEff:[ \t]*([0-9a-fA-F]+)$/m.exec(status)?.[1];
+  // Uid: and Gid: list real, effective, saved and fs ids; the request runs as the fs ones.
+  const fsUid = /^Uid:[ \t]*\d+[ \t]+\d+[ \t]+\d+[ \t]+(\d+)/m.exec(status)?.[1];
+  const fsGid = /^Gid:[ \t]*\d+[ \t]+\d+[ \t]+\d+[ \t]+(\d+)/m.exec(status)?.[1];
+  ownUserNamespace ??= userNamespaceOf('self');
+  const capabilitiesApply =
+    caps !== undefined && Number(fsUid) === uid && Number(fsGid) === gid && ownUserNamespace !== null && userNamespaceOf(tid) === ownUserNamespace;
   return {
     groups: new Set(groups ? groups.split(/[ \t]+/).map(Number) : []),
-    effectiveCapabilities: caps ? BigInt(`0x${caps}`) : 0n,
+    effectiveCapabilities: capabilitiesApply ? BigInt(`0x${caps}`) : 0n,
   };
 }
 
@@ -96,7 +119,7 @@ export class Caller {
   ) {}
 
   private read(): ProcessCredentials {
-    return (this.credentials ??= readCredentials(this.tid));
+    return (this.credentials ??= readCredentials(this.tid, this.uid, this.gid));
   }
 
   inGroup(gid: number): boolean {
@@ -104,7 +127,6 @@ export class Caller {
   }
 
   capable(capability: number): boolean {
-    if (this.uid === 0) return true;
     return ((this.read().effectiveCapabilities >> BigInt(capability)) & 1n) === 1n;
   }
 
@@ -175,9 +197,9 @@ export interface AttrChange {
   gid?: number;
   /** A new size through a path (truncate(2)); through an open file the open was checked. */
   sizeByPath?: boolean;
-  /** Times set to given values (utimensat with times): owner only. */
+  /** Times set to given values, or only one of them to now (utimensat with times): owner only. */
   timesGiven?: boolean;
-  /** Times set to now only (utimensat(NULL)): owner or a writer. */
+  /** Both times set to now (utimensat(NULL), or both UTIME_NOW): owner or a writer. */
   timesNow?: boolean;
 }
 
@@ -210,13 +232,12 @@ export function checkSetattr(caller: Caller, node: Owned, change: AttrChange): n
 
 /**
  * xattr_permission for user.* (other namespaces: the kernel checks trusted.*, and security.* is the
- * security module's): read or write permission; in a sticky directory only its owner may change them.
- * ENODATA for a read there, as Linux says.
+ * security module's): read or write permission; on a sticky directory only its owner may change them.
  */
 export function requireXattrAccess(caller: Caller, node: Owned, name: string, mask: number): void {
   if (!name.startsWith('user.')) return;
-  if ((node.mode & S_IFMT) === S_IFDIR && node.mode & S_ISVTX && !caller.ownerOrCapable(node)) {
-    throw new ErrnoReply(mask & MAY_WRITE ? E.EPERM : E.ENODATA);
+  if ((node.mode & S_IFMT) === S_IFDIR && node.mode & S_ISVTX && mask & MAY_WRITE && !caller.ownerOrCapable(node)) {
+    throw new ErrnoReply(E.EPERM);
   }
   requireAccess(caller, node, mask);
 }
