@@ -101,7 +101,7 @@ export const SetattrValid = {
   size: 1 << 3,
   atime: 1 << 4,
   mtime: 1 << 5,
-  /** The change comes through an open file (ftruncate, futimens): fh names it. */
+  /** The change comes through an open file (ftruncate): fh names it. */
   fh: 1 << 6,
   atimeNow: 1 << 7,
   mtimeNow: 1 << 8,
