@@ -499,6 +499,7 @@ export class DatasetManager {
         node.dirtyBytes += d;
         base.dirtyBytesChanged(d);
       },
+      objectDirtied: () => base.objectDirtied?.(),
       reserveSpace: (bytes, copies) => this.reserveSpace(node, bytes, copies),
     };
   }

@@ -79,6 +79,8 @@ export interface ObjsetEnvironment {
   hold<T>(fn: () => Promise<T>): Promise<T>;
   /** Dirty-data accounting for the write throttle. */
   dirtyBytesChanged(deltaBytes: number): void;
+  /** An object joined the open txg's dirty set (it may ask for an early sync). */
+  objectDirtied?(): void;
   /**
    * Refuses (CairnError ENOSPC) a data write of this many bytes that the pool could not commit: checked
    * before anything changes, so a full pool fails the write instead of failing the txg.
@@ -203,6 +205,7 @@ export class ObjectSet implements ObjectStore {
     dn.dataBlockSizeBytes = Math.min(recordSize, 512);
     const state: ObjectState = { id, dn, dirtyBlocks: new Map(), dnodeDirty: true, freed: false };
     this.dirty.set(id, state);
+    this.env.objectDirtied?.();
     return id;
   }
 
@@ -363,6 +366,7 @@ export class ObjectSet implements ObjectStore {
   private pin(state: ObjectState): void {
     if (state.id === 0) return;
     this.clean.delete(state.id);
+    if (!this.dirty.has(state.id)) this.env.objectDirtied?.();
     this.dirty.set(state.id, state);
   }
 
