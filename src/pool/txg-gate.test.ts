@@ -1,0 +1,47 @@
+/**
+ * The txg gate asks for an early sync at a count of dirty objects, so a txg of many small files stays
+ * small (its sync is a pause for every writer), and a pool counts the objects its writes dirty.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TxgGate } from './txg-gate.js';
+import { createPool } from './index.js';
+import { DIRTY_OBJECTS_SYNC } from './pool.js';
+
+describe('TxgGate early sync by dirty objects', () => {
+  it('asks for a sync when a hold ends with the count reached, not before', async () => {
+    let asked = 0;
+    const gate = new TxgGate(1 << 30, async () => void asked++, 3);
+    for (let i = 0; i < 2; i++) await gate.hold(async () => void gate.dirtyObjects++);
+    assert.equal(asked, 0);
+    await gate.hold(async () => void gate.dirtyObjects++);
+    assert.equal(asked, 1);
+  });
+
+  it('a pool syncs a txg of small files once DIRTY_OBJECTS_SYNC objects are dirty, long before its timer', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-gate-'));
+    const pool = await createPool({ name: 'gate', vdevSpec: [join(dir, 'd.img')], createSizeBytes: 256 * 1024 * 1024 });
+    try {
+      const fs = pool.fs;
+      const d = await fs.mkdir(fs.rootIno, 'd', { mode: 0o755 });
+      await pool.sync();
+      const txg = pool.status().txg;
+      let created = 0;
+      // Each new file dirties its own object (and the directory's, once per txg).
+      while (pool.status().txg === txg && created < 3 * DIRTY_OBJECTS_SYNC) {
+        await fs.create(d.ino, `f${created++}`, { mode: 0o644 });
+        // creates alone run on promises only: let the commit's device I/O complete now and then
+        if (created % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.notEqual(pool.status().txg, txg, `no txg synced after ${created} new files`);
+      assert.ok(created >= DIRTY_OBJECTS_SYNC - 2 && created <= 2 * DIRTY_OBJECTS_SYNC, `synced after ${created} files`);
+      assert.equal((await fs.readdir(d.ino, 0n, 10)).entries.length, 10);
+    } finally {
+      await pool.destroy();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
