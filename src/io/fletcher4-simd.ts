@@ -7,14 +7,19 @@
  * x, x(x+1)/2, x(x+1)(x+2)/6 times itself to B, C, D, where x = N - i; in lane j that word sits u words
  * from its lane's end with x = 4u - j. Each of those polynomials in u is an exact integer combination of
  * the lane's own weights 1, u, u(u+1)/2, u(u+1)(u+2)/6 (its a, b, c, d), so the block's B, C, D are fixed
- * integer combinations of the sixteen lane accumulators, computed once below and applied mod 2^64.
- * Words beyond the last multiple of four, and a partial last word (zero-padded), finish in BigInt.
+ * integer combinations of the sixteen lane accumulators, computed once below and applied mod 2^64 by
+ * the module itself (i64 arithmetic wraps exactly so; in BigInt it cost a 4 KiB block 1.5 µs, more
+ * than the sum). Words beyond the last multiple of four, and a partial last word (zero-padded), finish
+ * in BigInt.
  *
- * The module is assembled from bytes here (no toolchain at build time): memory, and
- * f4(ptr, len) that sums len bytes (a multiple of 16) at ptr and stores the eight i64x2 accumulators
- * at address 0. The block is copied into the module's memory first; that copy is cheap next to the sum.
+ * The module is assembled from bytes here (no toolchain at build time): memory, and f4(ptr, len) that
+ * sums len bytes (a multiple of 16) at ptr, stores the eight i64x2 accumulators at address 0 and the
+ * block's A, B, C, D (little-endian u64, fletcher4's on-disk order) at RESULT_OFFSET. The block is
+ * copied into the module's memory first; that copy is cheap next to the sum.
  */
-const RESULT_BYTES = 128;
+const LANES_BYTES = 128;
+const RESULT_OFFSET = LANES_BYTES;
+const RESULT_BYTES = 32;
 const DATA_OFFSET = 4096;
 const MASK_64 = (1n << 64n) - 1n;
 
@@ -33,7 +38,19 @@ function section(id: number, body: number[]): number[] {
   return [id, ...leb(body.length), ...body];
 }
 
-function moduleBytes(): Uint8Array<ArrayBuffer> {
+/** Signed LEB128 of a small integer (i64.const's immediate). */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n = Math.floor(n / 128);
+    const done = (n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0);
+    out.push(done ? byte : byte | 0x80);
+    if (done) return out;
+  }
+}
+
+function moduleBytes(coefficients: bigint[][][]): Uint8Array<ArrayBuffer> {
   const SIMD = 0xfd;
   const add = [SIMD, ...leb(206)]; // i64x2.add
   const extendLow = [SIMD, ...leb(201)]; // i64x2.extend_low_i32x4_u
@@ -59,6 +76,19 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     0x0c, 0x00, 0x0b, 0x0b, // br 0, end loop, end block
   ];
   for (let k = 0; k < 8; k++) body.push(0x41, 0x00, ...get(3 + k), SIMD, 0x0b, 0x04, ...leb(k * 16)); // v128.store
+  // The block's sums: target t = Σ coefficient × lane accumulator, each an i64 at its place above
+  // (accumulator k of lane j at (k·4 + j)·8), wrapping mod 2^64.
+  for (let t = 0; t < 4; t++) {
+    body.push(0x41, 0x00, 0x42, 0x00); // address 0, sum 0
+    for (let j = 0; j < 4; j++) {
+      for (let k = 0; k < 4; k++) {
+        const c = Number((coefficients[t] as bigint[][])[j]![k]);
+        if (c === 0) continue;
+        body.push(0x41, 0x00, 0x29, 0x03, ...leb((k * 4 + j) * 8), 0x42, ...sleb(c), 0x7e, 0x7c); // i64.load, i64.mul, i64.add
+      }
+    }
+    body.push(0x37, 0x03, ...leb(RESULT_OFFSET + t * 8)); // i64.store
+  }
   body.push(0x0b);
   const name = (s: string): number[] => [s.length, ...Buffer.from(s)];
   return new Uint8Array([
@@ -74,6 +104,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
 /** coefficients[target][lane] = weights of that lane's [a, b, c, d] in the block's A, B, C, D. */
 function combineCoefficients(): bigint[][][] {
   const basis = (u: number): number[] => [1, u, (u * (u + 1)) / 2, (u * (u + 1) * (u + 2)) / 6];
+  // Small integers: each fits an i64.const, and a Number, exactly.
   const targets = [
     (): number => 1,
     (x: number): number => x,
@@ -108,14 +139,12 @@ interface SimdModule {
 }
 
 let instance: SimdModule | null | undefined;
-let coefficients: bigint[][][] = [];
 
 function load(): SimdModule | null {
   if (instance !== undefined) return instance;
   try {
-    const wasm = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()));
+    const wasm = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes(combineCoefficients())));
     instance = wasm.exports as unknown as SimdModule;
-    coefficients = combineCoefficients();
   } catch {
     instance = null; // no WebAssembly SIMD here: the caller uses the JavaScript version
   }
@@ -136,21 +165,13 @@ export function fletcher4Simd(data: Uint8Array, out: Buffer): void {
   if (mod.memory.buffer.byteLength < needed) mod.memory.grow(Math.ceil((needed - mod.memory.buffer.byteLength) / 65536));
   new Uint8Array(mod.memory.buffer, DATA_OFFSET, simdBytes).set(data.subarray(0, simdBytes));
   mod.f4(DATA_OFFSET, simdBytes);
-  const lanes = new BigUint64Array(mod.memory.buffer, 0, RESULT_BYTES / 8);
-  // lanes: a01 a23 b01 b23 c01 c23 d01 d23, two u64 each → per lane j: [a_j, b_j, c_j, d_j]
-  const acc = [0, 1, 2, 3].map((j) => [0, 1, 2, 3].map((k) => lanes[k * 4 + (j >> 1) * 2 + (j & 1)] as bigint));
-  const total = [0n, 0n, 0n, 0n];
-  for (let t = 0; t < 4; t++) {
-    let sum = 0n;
-    const perLane = coefficients[t] as bigint[][];
-    for (let j = 0; j < 4; j++) {
-      const co = perLane[j] as bigint[];
-      const lane = acc[j] as bigint[];
-      for (let k = 0; k < 4; k++) sum += (co[k] as bigint) * (lane[k] as bigint);
-    }
-    total[t] = ((sum % (1n << 64n)) + (1n << 64n)) & MASK_64;
+  const sums = new Uint8Array(mod.memory.buffer, RESULT_OFFSET, RESULT_BYTES);
+  if (simdBytes === data.length) {
+    out.set(sums);
+    return;
   }
-  let [a, b, c, d] = total as [bigint, bigint, bigint, bigint];
+  const total = new BigUint64Array(mod.memory.buffer, RESULT_OFFSET, 4);
+  let [a, b, c, d] = [total[0] as bigint, total[1] as bigint, total[2] as bigint, total[3] as bigint];
   for (let at = simdBytes; at < data.length; at += 4) {
     let w = 0;
     for (let k = Math.min(3, data.length - at - 1); k >= 0; k--) w = w * 256 + (data[at + k] as number);
