@@ -796,8 +796,9 @@ class FuseSession {
         this.refuseIfReadonly();
         const targetIno = this.ino(Number(req.readBigUInt64LE(body)));
         const name = readName(req, body + 8, lengthBytes).name;
-        await this.requireCreateIn(caller, nodeIno);
+        // Linux's order: may_linkat (EPERM) before the directory's check (EACCES)
         requireLinkSource(caller, await fs.getattr(targetIno), this.protectedHardlinks);
+        await this.requireCreateIn(caller, nodeIno);
         return this.replyEntry(slot, unique, nodeIno, await fs.link(targetIno, nodeIno, name));
       }
       case Opcode.open: {
