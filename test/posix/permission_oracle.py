@@ -80,6 +80,19 @@ def probe(root):
         rec(f"d{i}.create", created)
         if created == "OK":
             rec(f"d{i}.unlink-own", outcome(os.unlink, new))
+        rec(f"d{i}.f.truncate", outcome(os.truncate, f, 5))
+        sub = os.path.join(d, f"sub-{me}")
+        made = outcome(os.mkdir, sub)
+        rec(f"d{i}.mkdir", made)
+        if made == "OK":
+            rec(f"d{i}.rmdir-own", outcome(os.rmdir, sub))
+        link = os.path.join(d, f"sym-{me}")
+        made = outcome(os.symlink, "f", link)
+        rec(f"d{i}.symlink", made)
+        if made == "OK":
+            os.unlink(link)
+        rec(f"d{i}.setxattr", outcome(os.setxattr, d, "user.tag", b"d"))
+        rec(f"d{i}.getxattr", outcome(os.getxattr, d, "user.tag"))
         moved = os.path.join(d, f"moved-{me}")
         renamed = outcome(os.rename, f, moved)
         rec(f"d{i}.rename", renamed)
@@ -91,6 +104,11 @@ def probe(root):
         st = os.stat(g)
         rec(f"g{i}.chmod-same", outcome(os.chmod, g, st.st_mode & 0o7777))
         rec(f"g{i}.chown-same", outcome(os.chown, g, st.st_uid, st.st_gid))
+        sgid = outcome(os.chmod, g, (st.st_mode & 0o7777) | 0o2000)
+        rec(f"g{i}.chmod-sgid", [sgid, oct(os.stat(g).st_mode & 0o7777)])
+        if sgid == "OK":
+            os.chmod(g, st.st_mode & 0o7777)
+        rec(f"g{i}.otrunc", outcome(os.open, g, os.O_WRONLY | os.O_TRUNC))
         rec(f"g{i}.touch", outcome(os.utime, g))
         rec(f"g{i}.settime", outcome(os.utime, g, ns=(st.st_atime_ns, st.st_mtime_ns)))
         rec(f"g{i}.setxattr", outcome(os.setxattr, g, "user.tag", b"y"))
