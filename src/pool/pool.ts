@@ -140,7 +140,9 @@ export class Pool implements PoolHandle {
     this.vdevs = vdevs;
     this.txg = txg;
     this.arc = new Arc({ maxSizeBytes: arcSizeBytes });
-    this.gate = new TxgGate(Math.min(DIRTY_DATA_MAX_BYTES, Math.max(8 << 20, arcSizeBytes)), () => this.sync(), DIRTY_OBJECTS_SYNC);
+    // A sync already on its way answers the gate: every hold that ends past a trigger asks, and a
+    // second txg queued behind the first would be a needless drain, uberblock and flushes.
+    this.gate = new TxgGate(Math.min(DIRTY_DATA_MAX_BYTES, Math.max(8 << 20, arcSizeBytes)), () => this.syncInFlight ?? this.sync(), DIRTY_OBJECTS_SYNC);
     this.io = new IoPipeline({ vdevs: (id) => this.vdevs[id], allocator: { allocate: (p, c) => this.allocator.allocate(p, c), free: (d) => this.allocator.free(d) } });
     this.scanner = new Scanner(this);
     this.env = {
@@ -440,7 +442,10 @@ export class Pool implements PoolHandle {
       this.checkUsable();
       // A txg with nothing dirty still runs while deferred frees wait for txgs to pass, so deleted
       // space comes back without new writes.
-      if (!this.datasets.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) return null;
+      if (!this.datasets.isDirty && !this.mos.os.isDirty && !this.configDirty && !this.allocator.freesWaiting && this.txg > 0) {
+        this.gate.dirtyObjects = 0; // counted in an object set dropped unwritten (a destroyed dataset)
+        return null;
+      }
       return this.writeTxg(this.txg + 1);
     });
     await commit?.done;
@@ -492,7 +497,6 @@ export class Pool implements PoolHandle {
     let mosRoot: BlockPointer;
     try {
       mosRoot = await this.syncTxg(txg, task);
-      this.gate.dirtyObjects = 0; // all of them went in this txg (holds wait until it is written)
     } catch (e) {
       this.syncingTxg = 0;
       this.suspended = e instanceof Error ? e : new Error(String(e));
@@ -516,6 +520,7 @@ export class Pool implements PoolHandle {
     {
       this.scanner.beforeSync(txg);
       await this.datasets.syncDirty(txg);
+      this.gate.dirtyObjects = 0; // all written; what a sync task dirties after this is the next txg's
       if (task) await task(txg);
       // Space maps of vdevs added since the last txg, in the same txg as the config naming them.
       for (const id of [...this.spaceMapsMissing].sort((a, b) => a - b)) {

@@ -21,7 +21,7 @@ describe('TxgGate early sync by dirty objects', () => {
     assert.equal(asked, 1);
   });
 
-  it('a pool syncs a txg of small files once DIRTY_OBJECTS_SYNC objects are dirty, long before its timer', async () => {
+  it('a pool syncs one txg once DIRTY_OBJECTS_SYNC objects are dirty, not before, long before its timer', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cairn-gate-'));
     const pool = await createPool({ name: 'gate', vdevSpec: [join(dir, 'd.img')], createSizeBytes: 256 * 1024 * 1024 });
     try {
@@ -29,15 +29,24 @@ describe('TxgGate early sync by dirty objects', () => {
       const d = await fs.mkdir(fs.rootIno, 'd', { mode: 0o755 });
       await pool.sync();
       const txg = pool.status().txg;
+      const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
       let created = 0;
-      // Each new file dirties its own object (and the directory's, once per txg).
-      while (pool.status().txg === txg && created < 3 * DIRTY_OBJECTS_SYNC) {
-        await fs.create(d.ino, `f${created++}`, { mode: 0o644 });
-        // creates alone run on promises only: let the commit's device I/O complete now and then
-        if (created % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
-      }
-      assert.notEqual(pool.status().txg, txg, `no txg synced after ${created} new files`);
-      assert.ok(created >= DIRTY_OBJECTS_SYNC - 2 && created <= 2 * DIRTY_OBJECTS_SYNC, `synced after ${created} files`);
+      // Each new file dirties its own object (and the directory's, once per txg). Creates alone run on
+      // promises only: pauses let a sync's device I/O complete.
+      const createUpTo = async (count: number): Promise<void> => {
+        while (created < count) {
+          await fs.create(d.ino, `f${created++}`, { mode: 0o644 });
+          if (created % 64 === 0) await pause(0);
+        }
+      };
+      await createUpTo(DIRTY_OBJECTS_SYNC - 16);
+      await pause(50);
+      assert.equal(pool.status().txg, txg, 'a txg synced before the count');
+      // Past the count with eight writers at once: one txg, and the files after it wait for the next.
+      await Promise.all(Array.from({ length: 8 }, () => createUpTo(DIRTY_OBJECTS_SYNC + 64)));
+      for (let waited = 0; pool.status().txg === txg && waited < 3000; waited += 10) await pause(10);
+      await pause(500); // a second txg, had one been queued, would have committed by now
+      assert.equal(pool.status().txg, txg + 1, 'one txg after the count');
       assert.equal((await fs.readdir(d.ino, 0n, 10)).entries.length, 10);
     } finally {
       await pool.destroy();

@@ -4,9 +4,9 @@
  * Mutations run inside hold(): many at once. A txg sync runs inside exclusive(): it waits for every
  * hold to finish and keeps new ones waiting until it is done, so everything one hold changed lands in
  * one txg. When dirty data passes the limit, new holds wait for a sync (the write throttle), so memory
- * stays bounded however fast a client writes. A sync is started early, without making holds wait, at
- * half that limit or at a count of dirty objects: a txg's sync costs CPU per object, and holds wait
- * for all of it, so bounding the objects bounds that pause.
+ * stays bounded however fast a client writes. A sync is asked for early, when a hold ends, at half that
+ * limit or at a count of dirty objects: a txg's sync costs CPU per object, and new holds wait for all
+ * of it, so bounding the objects bounds that pause.
  *
  * Holds do not nest: code that runs inside a hold (createKv, the object layer) takes none of its own,
  * because a hold that waits for a sync while its caller's hold keeps that sync waiting is a deadlock.
@@ -26,11 +26,11 @@ export class TxgGate {
   private drained: (() => void) | null = null;
   dirtyBytes = 0;
   readonly dirtyBytesMax: number;
-  /** Objects made dirty since the last txg began to sync (the syncing txg resets it). */
+  /** Objects made dirty in the open txg (reset once a txg's datasets are written, or found clean). */
   dirtyObjects = 0;
   /** A sync is asked for once this many objects are dirty (DIRTY_OBJECTS_SYNC in pool.ts). */
   private readonly dirtyObjectsSync: number;
-  /** Asked to start a sync (without waiting) when dirty data passes half the limit. */
+  /** Asked for a sync: awaited by the write throttle, not awaited by the early triggers. */
   private readonly requestSync: () => Promise<void>;
 
   constructor(dirtyBytesMax: number, requestSync: () => Promise<void>, dirtyObjectsSync = Number.POSITIVE_INFINITY) {
