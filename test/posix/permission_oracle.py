@@ -6,7 +6,8 @@
 
 Every check's value is what the kernel returned ("OK" or the errno name, or a bool), so the test can
 compare the two trees line by line: ext4 is the reference, whatever Cairn's server decides must match.
-The probe changes nothing it does not undo, so the two trees stay alike whoever probes first.
+What a probe changes (a truncate that clears setuid, a chmod that drops setgid) it records, and each
+caller probes a tree of its own, built the same way.
 """
 import errno
 import json
@@ -35,8 +36,18 @@ def outcome(fn, *args, **kwargs):
     return "OK"
 
 
+def state(path):
+    """Mode and size as root would see them afterwards, or the errno the caller gets from stat."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    return [oct(st.st_mode & 0o7777), st.st_size]
+
+
 def setup(root, seed):
     rnd = random.Random(seed)
+    os.makedirs(root, exist_ok=True)
     os.chmod(root, 0o755)
     links = os.path.join(root, "links")
     os.mkdir(links)
@@ -80,7 +91,7 @@ def probe(root):
         rec(f"d{i}.create", created)
         if created == "OK":
             rec(f"d{i}.unlink-own", outcome(os.unlink, new))
-        rec(f"d{i}.f.truncate", outcome(os.truncate, f, 5))
+        rec(f"d{i}.f.truncate", [outcome(os.truncate, f, 5), state(f)])
         sub = os.path.join(d, f"sub-{me}")
         made = outcome(os.mkdir, sub)
         rec(f"d{i}.mkdir", made)
@@ -103,12 +114,13 @@ def probe(root):
         rec(f"g{i}.write", outcome(os.open, g, os.O_WRONLY))
         st = os.stat(g)
         rec(f"g{i}.chmod-same", outcome(os.chmod, g, st.st_mode & 0o7777))
-        rec(f"g{i}.chown-same", outcome(os.chown, g, st.st_uid, st.st_gid))
+        rec(f"g{i}.chown-same", [outcome(os.chown, g, st.st_uid, st.st_gid), state(g)])
         sgid = outcome(os.chmod, g, (st.st_mode & 0o7777) | 0o2000)
         rec(f"g{i}.chmod-sgid", [sgid, oct(os.stat(g).st_mode & 0o7777)])
         if sgid == "OK":
             os.chmod(g, st.st_mode & 0o7777)
-        rec(f"g{i}.otrunc", outcome(os.open, g, os.O_WRONLY | os.O_TRUNC))
+        rec(f"g{i}.chmod-back", state(g))
+        rec(f"g{i}.otrunc", [outcome(os.open, g, os.O_WRONLY | os.O_TRUNC), state(g)])
         rec(f"g{i}.touch", outcome(os.utime, g))
         rec(f"g{i}.settime", outcome(os.utime, g, ns=(st.st_atime_ns, st.st_mtime_ns)))
         rec(f"g{i}.setxattr", outcome(os.setxattr, g, "user.tag", b"y"))
