@@ -165,6 +165,14 @@ describe('.cairn/snapshot through a FUSE mount', { skip, timeout: 60_000 }, () =
     await run('cmp', [join(mnt, 'a.txt'), join(mnt, '.cairn/snapshot/after/a.txt')]);
   });
 
+  it('another user lists snapshots and reads by the snapshot files\' own modes; writes are EROFS first', async () => {
+    const as1000 = { uid: 1000, gid: 1000 };
+    assert.ok((await runChild('ls', [join(mnt, '.cairn/snapshot')], as1000)).stdout.includes('before'));
+    assert.equal((await runChild('cat', [join(mnt, '.cairn/snapshot/before/sub/b.txt')], as1000)).stdout, 'deep');
+    await assert.rejects(runChild('cat', [join(mnt, '.cairn/snapshot/before/a.txt')], as1000), (e: unknown) => /Permission denied/.test((e as { stderr: string }).stderr));
+    await assert.rejects(runChild('sh', ['-c', `echo x >> '${join(mnt, '.cairn/snapshot/before/sub/b.txt')}'`], as1000), (e: unknown) => /Read-only file system/.test((e as { stderr: string }).stderr));
+  });
+
   it('stat shows original modes and times, and inode numbers apart from the live ones', async () => {
     const fmt = ['-c', '%a %.9Y %i %s'];
     const [liveMode, , liveIno] = (await run('stat', [...fmt, join(mnt, 'a.txt')])).stdout.trim().split(' ');
