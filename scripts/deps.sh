@@ -12,6 +12,8 @@ command -v nbdinfo >/dev/null || want+=(libnbd-bin)
 command -v nbdkit >/dev/null || want+=(nbdkit)
 # The POSIX suite through a mount (test/posix) runs its checks in Python children.
 [ -x /usr/bin/python3 ] || want+=(python3)
+# Its permission tests run callers with other uids, groups and capabilities (setpriv, unshare).
+command -v setpriv >/dev/null && command -v unshare >/dev/null || want+=(util-linux)
 # A plain libfuse passthrough (the mount benchmark's reference).
 command -v bindfs >/dev/null || want+=(bindfs)
 [ ${#want[@]} -eq 0 ] && exit 0

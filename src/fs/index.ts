@@ -88,7 +88,7 @@ export {
   STREAM_CHUNK_SIZE_BYTES,
   type ListedEntry,
 } from './paths.js';
-export { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './inode.js';
+export { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IPERM, S_ISGID, S_ISUID, S_ISVTX } from './inode.js';
 export {
   XATTR_LIST_SIZE_MAX_BYTES,
   XATTR_NAME_SIZE_MAX_BYTES,

@@ -41,7 +41,9 @@ export const S_IFDIR = 0o040000;
 export const S_IFLNK = 0o120000;
 /** Permission and set-id/sticky bits: what chmod may change. */
 export const S_IPERM = 0o7777;
+export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
+export const S_ISVTX = 0o1000;
 
 export interface InodePhys {
   mode: number;

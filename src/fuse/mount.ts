@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { assert } from '../util/assert.js';
 import type { DirEntry, FileSystemApi, SetAttr, Stat } from '../fs/types.js';
+import { S_IFMT, S_IFREG, S_IPERM } from '../fs/index.js';
 import type { FsChange } from '../fs/change-reporting.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { E, ERRNO, ErrnoReply } from './errno.js';
@@ -21,6 +22,7 @@ import {
   MAY_EXEC,
   MAY_READ,
   MAY_WRITE,
+  O_ACCMODE,
   checkSetattr,
   isSticky,
   modeAfterKillingSuidSgid,
@@ -33,9 +35,6 @@ import {
   requireLinkSource,
   requireXattrAccess,
   searchableByAll,
-  S_IFMT,
-  S_IFREG,
-  S_IPERM,
 } from './permissions.js';
 import {
   ATTR_OUT_SIZE_BYTES,
@@ -185,9 +184,7 @@ const NODE_SUBJECT_OPCODES: ReadonlySet<number> = new Set([
   Opcode.listxattr,
 ]);
 
-const O_ACCMODE = 3;
-const O_RDONLY = 0;
-const { O_EXCL, O_TRUNC } = nodeFs.constants;
+const { O_EXCL, O_RDONLY, O_TRUNC } = nodeFs.constants;
 
 /** How files are opened: nothing is buffered per open file, so a close needs no FLUSH (FUSE 7.35). */
 const FILE_OPEN_FLAGS = FopenFlag.noFlush;
@@ -718,9 +715,8 @@ class FuseSession {
   private async handle(slot: Slot, opcode: number, unique: bigint, lengthBytes: number): Promise<void> {
     const req = slot.request;
     const nodeIno = this.ino(Number(req.readBigUInt64LE(16)));
-    const uid = req.readUInt32LE(24);
-    const gid = req.readUInt32LE(28);
-    const caller = new Caller(uid, gid, req.readUInt32LE(32));
+    const caller = new Caller(req.readUInt32LE(24), req.readUInt32LE(28), req.readUInt32LE(32));
+    const { uid, gid } = caller; // new nodes are the caller's
     const body = IN_HEADER_SIZE_BYTES;
     const fs = this.fs;
     switch (opcode) {

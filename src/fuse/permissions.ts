@@ -25,7 +25,8 @@
  * search (the mount's nameValidSeconds), and the mount makes the kernel forget a directory's names when a change
  * takes one of its x bits away.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { constants as fsConstants, readFileSync, readlinkSync } from 'node:fs';
+import { S_IFDIR, S_IFMT, S_IFREG, S_IPERM, S_ISGID, S_ISUID, S_ISVTX } from '../fs/index.js';
 import type { Stat } from '../fs/types.js';
 import { E, ErrnoReply } from './errno.js';
 
@@ -39,14 +40,6 @@ const CAP_DAC_READ_SEARCH = 2;
 const CAP_FOWNER = 3;
 const CAP_FSETID = 4;
 
-export const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-/** The permission bits with suid, sgid and sticky: what chmod sets. */
-export const S_IPERM = 0o7777;
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
-const S_ISVTX = 0o1000;
 const S_IXGRP = 0o0010;
 const S_IXUGO = 0o0111;
 
@@ -168,7 +161,7 @@ export function requireCreate(caller: Caller, dir: Owned): void {
 /** victim's name may be removed from dir (may_delete): EACCES, or EPERM in a sticky directory. */
 export function requireDelete(caller: Caller, dir: Owned, victim: Owned | null): void {
   requireAccess(caller, dir, MAY_WRITE | MAY_EXEC);
-  if (victim !== null && dir.mode & S_ISVTX && caller.uid !== victim.uid && caller.uid !== dir.uid && !caller.capable(CAP_FOWNER)) {
+  if (victim !== null && isSticky(dir) && caller.uid !== victim.uid && caller.uid !== dir.uid && !caller.capable(CAP_FOWNER)) {
     throw new ErrnoReply(E.EPERM);
   }
 }
@@ -181,14 +174,15 @@ export function isSticky(dir: Owned): boolean {
 /** The access an open asks for: its O_ACCMODE, O_TRUNC (write) or the kernel's exec open (exec only). */
 export function openMask(flags: number): number {
   if (flags & FMODE_EXEC_FLAG) return MAY_EXEC;
-  const mode = flags & 3;
-  let mask = mode === 0 ? MAY_READ : mode === 1 ? MAY_WRITE : MAY_READ | MAY_WRITE;
-  if (flags & O_TRUNC_FLAG) mask |= MAY_WRITE;
+  const access = flags & O_ACCMODE;
+  let mask = access === fsConstants.O_RDONLY ? MAY_READ : access === fsConstants.O_WRONLY ? MAY_WRITE : MAY_READ | MAY_WRITE;
+  if (flags & fsConstants.O_TRUNC) mask |= MAY_WRITE;
   return mask;
 }
+/** The access mode bits of open flags (node's fs.constants lacks it). */
+export const O_ACCMODE = 3;
 /** __FMODE_EXEC: open(2) cannot set it; the kernel's open for execve does, and FUSE passes it in OPEN's flags. */
 const FMODE_EXEC_FLAG = 0x20;
-const O_TRUNC_FLAG = 0o1000;
 
 /** What a SETATTR asks to change, as the checks need it. */
 export interface AttrChange {

@@ -32,6 +32,7 @@
  */
 import { assert } from '../util/assert.js';
 import type { CreateOptions, DirEntry, FileSystemApi, SetAttr, SetXattrFlags, Stat } from '../fs/types.js';
+import { S_IFDIR } from '../fs/index.js';
 import { CairnError, isCairnError } from '../util/errors.js';
 import { E, ErrnoReply } from './errno.js';
 
@@ -57,7 +58,6 @@ const SNAPSHOT_DIR_INO = CONTROL_INDEX * INODE_SPAN + 2;
 /** Root readdir cursor meaning "`.cairn` was listed, the live entries start next". */
 const CURSOR_AFTER_CONTROL = -1n;
 const NAME_BYTES_MAX = 255;
-const S_IFDIR = 0o040000;
 const VIRTUAL_DIR_MODE = S_IFDIR | 0o555;
 
 interface SnapshotSlot {
