@@ -100,6 +100,10 @@ describe('FUSE mount of a pool', { skip }, () => {
     assert.ok(s.blocks > 0 && s.bavail > 0 && s.bavail <= s.blocks, `statfs ${JSON.stringify(s)}`);
     const { stdout } = await run('stat', ['-f', '-c', '%T', mnt]);
     assert.match(stdout, /fuse/);
+    // The read-ahead set at mount must survive INIT, which lowers it to what the kernel asked for.
+    const dev = (await run('mountpoint', ['-d', mnt])).stdout.trim();
+    const readAhead = await fsp.readFile(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').catch(() => null);
+    if (readAhead !== null && process.getuid?.() === 0) assert.equal(readAhead.trim(), '4096');
   });
 
   it(`a random 20 MiB file reads back equal (node, cat, dd, cp), seed ${SEED}`, async () => {

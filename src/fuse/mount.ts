@@ -1317,7 +1317,6 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
     throw new CairnError('EIO', `mount ${mountpoint} failed: ${(e as Error).message}`);
   }
   const connectionId = await fuseConnectionId(mountpoint).catch(() => null);
-  if (connectionId !== null) await setReadAhead(connectionId).catch(() => undefined); // a tuning: without sysfs, the default
   session.start();
   try {
     await withTimeout(session.initialized, INIT_TIMEOUT_MS, `FUSE INIT on ${mountpoint}`);
@@ -1327,6 +1326,9 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
     await closeDevice(fd);
     throw e;
   }
+  // Only after INIT: the kernel lowers the read-ahead to INIT's max_readahead, which it asked for
+  // (128 KiB) before this could raise it. A tuning: without sysfs, the default.
+  if (connectionId !== null) await setReadAhead(connectionId).catch(() => undefined);
   let unmounting: Promise<void> | null = null;
   let closed = false;
   const closeOnce = async (): Promise<void> => {
