@@ -476,6 +476,7 @@ export class DatasetManager {
     const base = this.host.env;
     return {
       readBlock: (bp) => base.readBlock(bp),
+      ...(base.readBlockInto ? { readBlockInto: base.readBlockInto } : {}),
       // Only a block no snapshot (and so no clone) can reference may be changed in place: the free rule's test.
       takeBlock: async (bp) => (bp.birthTxg > node.phys.prevSnapshotTxg ? this.host.takeBlock(bp) : null),
       writeBlock: async (data, props, old) => {

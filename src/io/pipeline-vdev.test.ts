@@ -12,7 +12,8 @@ import type { Vdev } from '../vdev/index.js';
 import { IoPipeline } from './pipeline.js';
 import { ChecksumType, CompressionType } from './types.js';
 import type { Allocator, BlockWriteProps } from './types.js';
-import type { Dva } from './blkptr.js';
+import type { BlockPointer, Dva } from './blkptr.js';
+import { Random } from '../testing/random.js';
 import { isCairnError } from '../util/errors.js';
 
 const ASHIFT = 12;
@@ -126,5 +127,65 @@ test('real mirror: scrub repairs a side that reads never look at', async () => {
     assert.ok(result.repairedBytes > 0, 'scrub repaired bytes');
     assert.ok((await fileBytes(paths[1]!, dva.offset, bp.psize)).equals(data));
     assert.ok(mirror.children.some((c) => c.errors.checksum > 0), 'the bad side is charged a checksum error');
+  });
+});
+
+test('readInto on a real mirror, seeded: every block reads back equal into a dirty buffer, bad sides heal, lost blocks are ECKSUM', async () => {
+  const seed = Number(process.env.CAIRN_SEED ?? 4711);
+  const random = new Random(seed);
+  await withMirror(async ({ paths, pipeline }) => {
+    const blocks: { data: Buffer; bp: BlockPointer; lost: boolean }[] = [];
+    for (let i = 0; i < 40; i++) {
+      const size = [4096, 16 * 1024, 128 * 1024, 1000][random.int(4)]!;
+      const data = random.chance(0.5) ? random.bytes(size) : Buffer.from('cairn reads into '.repeat(8000)).subarray(0, size);
+      const compression = random.chance(0.5) ? CompressionType.off : CompressionType.lz4;
+      const bp = await pipeline.write(data, { ...props, compression, copies: 1 + random.int(2) });
+      blocks.push({ data, bp, lost: false });
+    }
+    // Bit rot, behind the pool's back: one side of a DVA (healable), or both sides of every DVA (lost).
+    for (const block of blocks) {
+      const roll = random.int(4);
+      if (roll === 0) continue;
+      const sides = roll === 3 ? paths : [paths[random.int(2)]!];
+      const dvas = roll === 3 ? block.bp.dvas : [block.bp.dvas[random.int(block.bp.dvas.length)]!];
+      for (const dva of dvas) for (const path of sides) await corruptFile(path, dva.offset + random.int(block.bp.psize - 8), 8);
+      block.lost = roll === 3;
+    }
+    for (const { data, bp, lost } of blocks) {
+      const label = `seed ${seed}, ${bp.lsize} bytes, compression ${bp.compression}, ${bp.dvas.length} copies`;
+      const target = random.bytes(bp.lsize);
+      if (lost) {
+        await assert.rejects(pipeline.readInto(bp, target), (e) => isCairnError(e, 'ECKSUM'), label);
+        continue;
+      }
+      // The mirror alternates sides: two reads look at both sides of the first copy.
+      for (let i = 0; i < 2; i++) {
+        target.fill(0xee);
+        await pipeline.readInto(bp, target);
+        assert.ok(target.equals(data), label);
+      }
+      const first = bp.dvas[0]!;
+      const [a, b] = await Promise.all(paths.map((path) => fileBytes(path, first.offset, bp.psize)));
+      assert.ok(a!.equals(b!), `${label}: both sides of the copy read are healed alike`);
+    }
+    assert.ok(pipeline.stats.healedCopies + pipeline.stats.repairedBytes > 0, 'something was healed');
+    assert.ok(blocks.some((b) => b.lost) && blocks.some((b) => !b.lost && b.bp.compression === CompressionType.off), `seed ${seed} covers both cases`);
+  });
+});
+
+test('a leaf reads straight into the buffer it is given, except for scrub; a mirror passes it to the side it reads', async () => {
+  await withMirror(async ({ mirror }) => {
+    const data = randomBytes(8192);
+    await mirror.write(0, data);
+    const into = Buffer.alloc(8192);
+    const accept = (candidate: Buffer): boolean => candidate.equals(data);
+    const viaMirror = await mirror.read(0, 8192, accept, { into });
+    assert.equal(viaMirror.data, into);
+    assert.ok(into.equals(data));
+    const leaf = mirror.children[0]!;
+    const scrubbed = await leaf.read(0, 8192, accept, { into: Buffer.alloc(8192), all: true });
+    assert.notEqual(scrubbed.data, into);
+    const wrongSize = await leaf.read(0, 8192, accept, { into: Buffer.alloc(4096) });
+    assert.ok(wrongSize.data.equals(data));
   });
 });

@@ -154,8 +154,39 @@ export class IoPipeline implements BlockIo {
 
   async read(bp: BlockPointer): Promise<Buffer> {
     if (isHole(bp)) return Buffer.alloc(bp.lsize);
+    const good = await this.readVerified(bp);
+    try {
+      return decompressBlock(bp.compression as CompressionType, good, bp.lsize);
+    } catch (e) {
+      // The checksum matched, so the block was written this way (or has checksum=off): it is lost.
+      throw this.permanentError(bp, false, e);
+    }
+  }
+
+  /**
+   * read(), into the caller's buffer of exactly bp.lsize bytes. A block stored as it is (not
+   * compressed, no padding) goes straight from the device into it, where the vdevs can: no buffer of
+   * its own, no copy.
+   */
+  async readInto(bp: BlockPointer, target: Buffer): Promise<void> {
+    assert(target.length === bp.lsize, `read of a ${bp.lsize}-byte block into ${target.length} bytes`);
+    if (isHole(bp)) {
+      target.fill(0);
+      return;
+    }
+    if (bp.compression !== CompressionType.off || bp.psize !== bp.lsize) {
+      (await this.read(bp)).copy(target);
+      return;
+    }
+    const good = await this.readVerified(bp, target);
+    if (good !== target) good.copy(target);
+  }
+
+  /** The block's stored bytes (psize) from the first copy that verifies; the others are healed from it. */
+  private async readVerified(bp: BlockPointer, into?: Buffer): Promise<Buffer> {
     checkReadable(bp);
     const verifier = (candidate: Buffer): boolean => this.verify(bp, candidate);
+    const options = into === undefined ? undefined : { into };
     let good: Buffer | undefined;
     let repairedBytes = 0;
     let failedMask = 0;
@@ -170,7 +201,7 @@ export class IoPipeline implements BlockIo {
         continue;
       }
       try {
-        const result = await vdev.read(dva.offset, bp.psize, verifier);
+        const result = await vdev.read(dva.offset, bp.psize, verifier, options);
         good = result.data;
         repairedBytes += result.repairedBytes;
       } catch (e) {
@@ -184,12 +215,7 @@ export class IoPipeline implements BlockIo {
     this.stats.repairedBytes += repairedBytes;
     this.stats.readOps++;
     this.stats.readBytes += bp.psize;
-    try {
-      return decompressBlock(bp.compression as CompressionType, good, bp.lsize);
-    } catch (e) {
-      // The checksum matched, so the block was written this way (or has checksum=off): it is lost.
-      throw this.permanentError(bp, false, e);
-    }
+    return good;
   }
 
   async scrub(bp: BlockPointer): Promise<ScrubResult> {

@@ -58,6 +58,8 @@ export interface BlockIo {
   rewrite(old: BlockPointer, data: Buffer, props: BlockWriteProps): Promise<BlockPointer>;
   /** Returns the verified, decompressed lsize bytes; throws CairnError ECKSUM/EIO. */
   read(bp: BlockPointer): Promise<Buffer>;
+  /** read(), into a buffer of exactly bp.lsize bytes (straight from the device where it can). */
+  readInto(bp: BlockPointer, target: Buffer): Promise<void>;
   /** Reads every copy of the block, repairs what is bad. */
   scrub(bp: BlockPointer): Promise<ScrubResult>;
 }

@@ -66,6 +66,12 @@ export interface ObjsetEnvironment {
   /** Verified, decompressed contents; the caller must not modify the returned buffer. */
   readBlock(bp: BlockPointer): Promise<Buffer>;
   /**
+   * readBlock into a buffer of exactly bp.lsize bytes. A block the cache does not hold is read straight
+   * into it and not cached: for callers that keep what they read (FUSE: the kernel's page cache).
+   * Optional: without it, readBlock and a copy.
+   */
+  readBlockInto?(bp: BlockPointer, target: Buffer): Promise<void>;
+  /**
    * A data block's contents for the caller to modify and keep as its dirty copy: the cached buffer
    * itself, which leaves the cache, when nothing but this head can reference the block (born after its
    * newest snapshot); null when the caller must copy (readBlock). Optional: without it, always copy.
@@ -268,8 +274,9 @@ export class ObjectSet implements ObjectStore {
   async readInto(id: number, offset: number, target: Buffer): Promise<void> {
     assert(offset >= 0, 'negative read');
     const state = await this.objectState(id);
-    if (target.length > 0) this.prefetch(state, offset, target.length);
-    await this.readBytesInto(state, offset, target);
+    const direct = this.env.readBlockInto !== undefined;
+    if (target.length > 0 && !direct) this.prefetch(state, offset, target.length);
+    await this.readBytesInto(state, offset, target, direct);
   }
 
   /**
@@ -448,6 +455,16 @@ export class ObjectSet implements ObjectStore {
     return bp === null ? null : this.env.readBlock(bp);
   }
 
+  /** getBlock into target (the whole block): from the device straight into it when nothing holds it. */
+  private async readWholeBlockInto(state: ObjectState, blkid: number, target: Buffer): Promise<void> {
+    const dirty = state.dirtyBlocks.get(blkid);
+    const bp = dirty === undefined ? await this.syncedPointer(state.dn, blkid) : null;
+    if (bp !== null && bp.lsize === target.length && this.env.readBlockInto) return this.env.readBlockInto(bp, target);
+    const block = dirty ?? (bp === null ? null : await this.env.readBlock(bp));
+    const copied = block ? block.copy(target) : 0;
+    if (copied < target.length) target.fill(0, copied);
+  }
+
   /**
    * A clean block's contents for a partial write to change (null: a hole or past the end). `owned`:
    * the buffer is the cache's own, given up by ObjsetEnvironment.takeBlock (data objects only), for
@@ -489,7 +506,8 @@ export class ObjectSet implements ObjectStore {
     return out;
   }
 
-  private async readBytesInto(state: ObjectState, offset: number, out: Buffer): Promise<void> {
+  /** `direct`: whole blocks go through readWholeBlockInto (ObjectStore.readInto). */
+  private async readBytesInto(state: ObjectState, offset: number, out: Buffer, direct = false): Promise<void> {
     const length = out.length;
     const bs = state.dn.dataBlockSizeBytes;
     // Blocks of one request are fetched concurrently (bounded by the request size), so a large read
@@ -502,10 +520,12 @@ export class ObjectSet implements ObjectStore {
       const within = pos - blkid * bs;
       const n = Math.min(bs - within, length - done);
       const at = done;
-      pending.push(this.getBlock(state, blkid).then((block) => {
-        const copied = block ? block.copy(out, at, within, within + n) : 0;
-        if (copied < n) out.fill(0, at + copied, at + n);
-      }));
+      pending.push(direct && n === bs
+        ? this.readWholeBlockInto(state, blkid, out.subarray(at, at + n))
+        : this.getBlock(state, blkid).then((block) => {
+          const copied = block ? block.copy(out, at, within, within + n) : 0;
+          if (copied < n) out.fill(0, at + copied, at + n);
+        }));
       if (pending.length >= READ_CONCURRENCY_MAX) await Promise.all(pending.splice(0));
       done += n;
     }

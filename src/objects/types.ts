@@ -58,7 +58,11 @@ export interface ObjectStore {
   objectInfo(id: number): Promise<ObjectInfo>;
   /** Reads length bytes at offset; holes and bytes never written read as zeros. */
   read(id: number, offset: number, length: number): Promise<Buffer>;
-  /** As read, into the caller's buffer (target.length bytes): streaming readers reuse one buffer. */
+  /**
+   * As read, into the caller's buffer (target.length bytes), for callers that keep what they read (a
+   * FUSE mount's page cache, an NBD client): whole blocks not cached go straight from the device into
+   * it and are not cached here, and nothing is read ahead (such callers read ahead themselves).
+   */
   readInto(id: number, offset: number, target: Buffer): Promise<void>;
   /**
    * As read, but the result may be the store's cached block itself (no copy) when the range lies in one

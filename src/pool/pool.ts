@@ -147,6 +147,7 @@ export class Pool implements PoolHandle {
     this.scanner = new Scanner(this);
     this.env = {
       readBlock: (bp) => this.readBlock(bp),
+      readBlockInto: (bp, target) => this.readBlockInto(bp, target),
       writeBlock: (data, props, old) => this.writeBlock(data, props, old),
       freeBlock: (bp) => this.freeBlock(bp),
       hold: (fn) => this.hold(fn),
@@ -329,6 +330,20 @@ export class Pool implements PoolHandle {
       this.readsInFlight.set(key, pending);
     }
     return pending;
+  }
+
+  private async readBlockInto(bp: BlockPointer, target: Buffer): Promise<void> {
+    this.checkUsable();
+    const key = this.arcKey(bp);
+    const cached = this.arc.get(key) ?? (await this.readsInFlight.get(key));
+    if (cached) {
+      cached.copy(target);
+      return;
+    }
+    // Not cached, and not cached now: a buffer per block, the ARC's insert and eviction, the copy out
+    // and the GC of released buffers cost a cold sequential read through the mount well over half its
+    // speed (576 → 1,425-1,501 MiB/s in a probe).
+    await this.io.readInto(bp, target);
   }
 
   /**

@@ -111,7 +111,7 @@ export class FaultyDevice implements BlockDevice {
     this.dead = false;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(offset, length);
     this.checkAlive('read');
     if (this.random.chance(this.faults.readErrorProbability)) {
@@ -124,7 +124,9 @@ export class FaultyDevice implements BlockDevice {
       const bit = this.random.int(length * 8);
       out[bit >>> 3] = (out[bit >>> 3] ?? 0) ^ (1 << (bit & 7));
     }
-    return out;
+    if (into === undefined) return out;
+    out.copy(into);
+    return into;
   }
 
   async write(offset: number, data: Buffer): Promise<void> {

@@ -57,11 +57,12 @@ export class FileDevice implements BlockDevice {
     this.exclusiveKey = exclusiveKey;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(offset, length);
+    assert(into === undefined || into.length === length, `${this.path}: read into ${into?.length} bytes for ${length}`);
     const handle = this.openHandle();
     // Every byte is filled by the loop or the read fails: no need to zero first.
-    const out = Buffer.allocUnsafe(length);
+    const out = into ?? Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await handle.read(out, done, length - done, offset + done);

@@ -123,12 +123,13 @@ export class LeafVdev implements Vdev {
     this.consecutiveErrors = 0;
   }
 
-  async read(offset: number, size: number, verify: BlockVerifier, _options?: ReadOptions): Promise<ReadResult> {
+  async read(offset: number, size: number, verify: BlockVerifier, options?: ReadOptions): Promise<ReadResult> {
     this.checkAligned(offset, size);
     const dev = this.ioDevice('read');
+    const into = options?.all === true || options?.into?.length !== size ? undefined : options.into;
     let data: Buffer;
     try {
-      data = await dev.read(ALLOCATABLE_START_BYTES + offset, size);
+      data = await dev.read(ALLOCATABLE_START_BYTES + offset, size, into);
     } catch (e) {
       throw this.ioFailed('read', offset, size, e);
     }

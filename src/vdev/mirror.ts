@@ -119,7 +119,7 @@ export class MirrorVdev implements Vdev {
     let sawBadData = false;
     let good: ReadResult | null = null;
     if (options?.all === true) {
-      const results = await Promise.allSettled(order.map((c) => c.read(offset, size, verify, options)));
+      const results = await Promise.allSettled(order.map((c) => c.read(offset, size, verify, { all: true })));
       rethrowBugs(results);
       for (let i = 0; i < results.length; i++) {
         const r = results[i];

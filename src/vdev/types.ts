@@ -12,7 +12,8 @@
 export interface BlockDevice {
   readonly path: string;
   readonly sizeBytes: number;
-  read(offset: number, length: number): Promise<Buffer>;
+  /** `into` (exactly `length` bytes): filled and returned instead of a new buffer. */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   write(offset: number, data: Buffer): Promise<void>;
   /** Makes every completed write durable (fdatasync). */
   flush(): Promise<void>;
@@ -37,6 +38,12 @@ export interface ReadOptions {
    * not just until one verifies, and rewrite whatever is bad or missing from the good data.
    */
   readonly all?: boolean;
+  /**
+   * A buffer of exactly `size` bytes the vdev may read into instead of a new one (a leaf, and a mirror
+   * through its children, do; raidz assembles its own): ReadResult.data is then this buffer. Its
+   * contents are undefined after a failed read. Ignored with `all`, whose reads run at once.
+   */
+  readonly into?: Buffer;
 }
 
 export interface ReadResult {
