@@ -311,7 +311,7 @@ test('rename: replace compatible targets atomically, refuse the incompatible, ke
 });
 
 test('symlinks: inline and long targets, resolution through them, loops and bad targets', async () => {
-  const { fs } = await makeFs();
+  const { fs, store } = await makeFs();
   const dir = await fs.mkdir(fs.rootIno, 'real', { mode: 0o755 });
   const file = await fs.create(dir.ino, 'f', { mode: 0o644 });
   const short = await fs.symlink(fs.rootIno, 'short', 'real');
@@ -336,7 +336,10 @@ test('symlinks: inline and long targets, resolution through them, loops and bad 
   await rejectsWith(fs.readlink(file.ino), 'EINVAL');
   await rejectsWith(fs.symlink(fs.rootIno, 'empty', ''), 'ENOENT');
   await rejectsWith(fs.symlink(fs.rootIno, 'huge', 'y'.repeat(4096)), 'ENAMETOOLONG');
+  const objects = store.objectCount();
   await rejectsWith(fs.symlink(fs.rootIno, 'short', 'again'), 'EEXIST');
+  await rejectsWith(fs.symlink(fs.rootIno, 'short', 'a long target '.repeat(40)), 'EEXIST'); // its object held the target
+  assert.equal(store.objectCount(), objects, 'a refused create leaves no object behind');
   await rejectsWith(fs.read(short.ino, 0, 1), 'EINVAL');
   // Chmod-ing a symlink inode keeps its target readable (the inline target is written back with it).
   await fs.setattr(short.ino, { uid: 5 });

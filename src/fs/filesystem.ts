@@ -207,7 +207,7 @@ function nameKey(parentIno: number, name: string): string {
 }
 
 function noXattr(ino: number, name: string): CairnError {
-  return new CairnError('ENODATA', `inode ${ino} has no extended attribute "${name}"`);
+  return CairnError.answer('ENODATA', `inode ${ino} has no extended attribute "${name}"`);
 }
 
 export class Filesystem implements FileSystemApi {
@@ -351,7 +351,7 @@ export class Filesystem implements FileSystemApi {
     if (name === '..') return this.getattr(parent.phys.parentIno);
     validateName(name);
     const child = await this.childOf(parent, name);
-    if (child === undefined) throw new CairnError('ENOENT', `no entry "${name}" in directory ${parentIno}`);
+    if (child === undefined) throw CairnError.answer('ENOENT', `no entry "${name}" in directory ${parentIno}`);
     return this.stat(child);
   }
 
@@ -853,7 +853,6 @@ export class Filesystem implements FileSystemApi {
     validateName(name);
     const parent = await this.loadDirectory(parentIno);
     const dir = await openKv(this.store, parentIno);
-    if ((await dir.get(name)) !== undefined) throw new CairnError('EEXIST', `"${name}" already exists`);
     const now = this.nowNs();
     let ino: number;
     let typeBits: number;
@@ -906,7 +905,14 @@ export class Filesystem implements FileSystemApi {
       inline,
     };
     await this.saveInode(inode);
-    await dir.set(name, encodeDirent(ino, direntKindByte(kind)));
+    try {
+      // Exclusive: the name's absence is checked by the insert itself, not by a lookup before it (a
+      // create then walks the directory once, not twice). The rare EEXIST gives back the object made.
+      await dir.set(name, encodeDirent(ino, direntKindByte(kind)), { exclusive: true });
+    } catch (error) {
+      await this.store.freeObject(ino);
+      throw error;
+    }
     this.rememberName(parent, name, inode);
     this.entryAdded(parent, now);
     if (kind === FileKind.directory) parent.phys.nlink++;

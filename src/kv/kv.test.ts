@@ -59,6 +59,12 @@ test('set, get, replace, delete, count, reopen', async () => {
   await store.hold(() => kv.set('a', Buffer.from('replaced, and longer than before')));
   assert.equal((await kv.get('a'))?.toString(), 'replaced, and longer than before');
   assert.equal(await kv.count(), 3);
+  // exclusive: inserts a new key, refuses an existing one and leaves it as it was
+  await assert.rejects(store.hold(() => kv.set('a', Buffer.from('not this'), { exclusive: true })), (e) => isCairnError(e, 'EEXIST'));
+  assert.equal((await kv.get('a'))?.toString(), 'replaced, and longer than before');
+  await store.hold(() => kv.set('new', Buffer.from('three'), { exclusive: true }));
+  assert.equal(await kv.count(), 4);
+  assert.equal(await store.hold(() => kv.delete('new')), true);
   assert.equal(await store.hold(() => kv.delete('a')), true);
   assert.equal(await store.hold(() => kv.delete('a')), false);
   assert.equal(await kv.get('a'), undefined);

@@ -114,7 +114,7 @@ class KvObject implements KvMap {
     return Buffer.from(leaf.buf.subarray(valueOffset, valueOffset + valueLength));
   }
 
-  async set(key: string, value: Buffer): Promise<void> {
+  async set(key: string, value: Buffer, options?: { exclusive?: boolean }): Promise<void> {
     const keyBytes = validateKey(key);
     validateValue(value);
     const hashOf = (salt: bigint): number => this.hashKey(keyBytes, salt);
@@ -127,6 +127,7 @@ class KvObject implements KvMap {
         const { header, block, leaf, hash } = await this.locate(hashOf);
         const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
         if (scan.matchOffset >= 0) {
+          if (options?.exclusive === true) throw CairnError.answer('EEXIST', `"${key}" already exists`);
           const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
           if (leaf.payloadBytes - oldEntryBytes + newEntryBytes <= KV_LEAF_PAYLOAD_MAX_BYTES) {
             // A replaced value keeps its cd, so cursors taken before stay valid.

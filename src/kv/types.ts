@@ -22,8 +22,11 @@ export interface KvPage {
 export interface KvMap {
   readonly objectId: number;
   get(key: string): Promise<Buffer | undefined>;
-  /** Inserts or replaces. Must run inside the store's hold(). */
-  set(key: string, value: Buffer): Promise<void>;
+  /**
+   * Inserts or replaces; with `exclusive`, only inserts (CairnError EEXIST when the key is there, and
+   * nothing changes). Must run inside the store's hold().
+   */
+  set(key: string, value: Buffer, options?: { exclusive?: boolean }): Promise<void>;
   /** Must run inside the store's hold(). Returns whether the key was there. */
   delete(key: string): Promise<boolean>;
   count(): Promise<number>;

@@ -358,7 +358,7 @@ export class ObjectSet implements ObjectStore {
     for (let level = top; level > 0; level--) {
       const block = await this.env.readBlock(bp);
       const span = POINTERS_PER_INDIRECT ** (level - 1);
-      bp = decodeBlockPointer(block, (Math.floor(blkid / span) % POINTERS_PER_INDIRECT) * BLKPTR_SIZE_BYTES);
+      bp = pointerIn(block, Math.floor(blkid / span) % POINTERS_PER_INDIRECT);
       if (isHole(bp)) return span;
     }
     return 0;
@@ -494,7 +494,7 @@ export class ObjectSet implements ObjectStore {
       if (isHole(bp)) return bp;
       const block = await this.env.readBlock(bp);
       const slot = Math.floor(blkid / POINTERS_PER_INDIRECT ** (l - 1 - level)) % POINTERS_PER_INDIRECT;
-      bp = decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES);
+      bp = pointerIn(block, slot);
     }
     return bp;
   }
@@ -905,6 +905,19 @@ function isAllZero(buf: Buffer): boolean {
   }
   for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return false;
   return true;
+}
+
+/**
+ * Pointers decoded from an indirect block, per slot, kept as long as the block's buffer lives (the
+ * ARC's; a block read from it is never changed): walking down to a block decoded one pointer per level
+ * on every read, and the pool keys its cache by the pointer object (pool.ts, arcKey).
+ */
+const decodedPointers = new WeakMap<Buffer, (BlockPointer | undefined)[]>();
+
+function pointerIn(block: Buffer, slot: number): BlockPointer {
+  let decoded = decodedPointers.get(block);
+  if (decoded === undefined) decodedPointers.set(block, (decoded = []));
+  return (decoded[slot] ??= decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES));
 }
 
 function allHoles(block: Buffer): boolean {

@@ -57,6 +57,9 @@ export const POOL_PROPERTY_DEFAULTS: Record<string, string> = {
   copies: '1',
 };
 
+/** Each block pointer's ARC key, made once per pointer object (the object set decodes each once, objset.ts pointerIn). */
+const arcKeys = new WeakMap<BlockPointer, string>();
+
 /** Pools open in this process, by GUID: a second import here is refused like one from another process. */
 const openPools = new Map<string, Pool>();
 
@@ -308,11 +311,15 @@ export class Pool implements PoolHandle {
   // ---- the block environment of every object set -------------------------------------------------
 
   private arcKey(bp: BlockPointer): string {
+    let key = arcKeys.get(bp);
+    if (key !== undefined) return key;
     const dva = bp.dvas[0];
     assert(dva !== undefined, 'cache key of a hole');
     // The checksum is part of the key: a block born in the syncing txg is rewritten in place (same
     // DVA, same birth) by later sync passes, and must not be confused with its earlier contents.
-    return `${dvaKey(dva)}:${bp.birthTxg}:${bp.cksum.toString('hex', 0, 16)}`;
+    key = `${dvaKey(dva)}:${bp.birthTxg}:${bp.cksum.toString('hex', 0, 16)}`;
+    arcKeys.set(bp, key);
+    return key;
   }
 
   private async readBlock(bp: BlockPointer): Promise<Buffer> {
