@@ -4,7 +4,7 @@
 import { ObjectType, type ObjectStore } from '../objects/types.js';
 import type { KvMap } from '../kv/index.js';
 import { createKv, openKv } from '../kv/index.js';
-import { CairnError } from '../util/errors.js';
+import { CairnError, isCairnError } from '../util/errors.js';
 import { assert } from '../util/assert.js';
 import {
   FileKind,
@@ -910,7 +910,9 @@ export class Filesystem implements FileSystemApi {
       // create then walks the directory once, not twice). The rare EEXIST gives back the object made.
       await dir.set(name, encodeDirent(ino, direntKindByte(kind)), { exclusive: true });
     } catch (error) {
-      await this.store.freeObject(ino);
+      // Only a refused insert changed nothing: after another failure the entry may be in already (the
+      // leaf written, its header not), and must not name a freed object.
+      if (isCairnError(error, 'EEXIST')) await this.store.freeObject(ino);
       throw error;
     }
     this.rememberName(parent, name, inode);

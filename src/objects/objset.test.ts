@@ -181,6 +181,86 @@ test('objects: readInto fills a reused buffer like read, holes as zeros, across 
   }
 });
 
+/** MapEnvironment with the pool's direct path: whole blocks read into the caller's buffer, counted; a block can be made to fail. */
+class DirectMapEnvironment extends MapEnvironment {
+  directReads = 0;
+  failAt: number | null = null;
+  readBlockInto = async (bp: BlockPointer, target: Buffer): Promise<void> => {
+    const data = await this.readBlock(bp);
+    assert.equal(data.length, target.length, 'a direct read fills exactly one block');
+    this.directReads++;
+    await new Promise((resolve) => setImmediate(resolve)); // a device read takes a turn of the loop
+    if (bp.dvas[0]?.offset === this.failAt) throw new Error('injected read failure');
+    data.copy(target);
+  };
+}
+
+test('objects: readInto with direct reads sees dirty, trimmed, grown and synced blocks alike, seeded', async () => {
+  const env = new DirectMapEnvironment();
+  const os = ObjectSet.create(env, ObjsetType.filesystem, policy);
+  const random = new Random(4242);
+  const bs = 16384;
+  const id = await os.allocateObject(ObjectType.plainFile, { blockSizeBytes: bs });
+  const model = Buffer.alloc(40 * bs);
+  const write = async (at: number, length: number): Promise<void> => {
+    const data = random.bytes(length);
+    await os.write(id, at, data);
+    data.copy(model, at);
+  };
+  await write(0, 40 * bs);
+  await os.sync(env.txg);
+  env.endTxg();
+  // Changes of the open txg on top of synced blocks: whole and partial writes, a trimmed range.
+  for (let i = 0; i < 20; i++) await write(random.int(40 * bs - 5000), 1 + random.int(5000));
+  await write(7 * bs, bs);
+  await os.freeRange(id, 11 * bs, 3 * bs);
+  model.fill(0, 11 * bs, 14 * bs);
+  const check = async (label: string): Promise<void> => {
+    for (let at = 0; at < model.length; at += 4 * bs) {
+      const target = Buffer.alloc(4 * bs, 0xee);
+      await os.readInto(id, at, target);
+      assert.ok(target.equals(model.subarray(at, at + 4 * bs)), `${label}: readInto at ${at}`);
+    }
+  };
+  const before = env.directReads;
+  await check('open txg');
+  assert.ok(env.directReads > before, 'synced blocks no txg changed are read directly');
+  await os.sync(env.txg);
+  env.endTxg();
+  await check('after sync');
+  // A small object whose one block grew in the open txg.
+  const small = await os.allocateObject(ObjectType.plainFile, { blockSizeBytes: bs });
+  await os.write(small, 0, Buffer.from('short'));
+  await os.sync(env.txg);
+  env.endTxg();
+  const grown = random.bytes(3000);
+  await os.write(small, 0, grown);
+  const target = Buffer.alloc(3000, 0xee);
+  await os.readInto(small, 0, target);
+  assert.ok(target.equals(grown));
+});
+
+test('objects: a failed block of a readInto fails it only after every other block of it settled', async () => {
+  const env = new DirectMapEnvironment();
+  const os = ObjectSet.create(env, ObjsetType.filesystem, policy);
+  const bs = 16384;
+  const id = await os.allocateObject(ObjectType.plainFile, { blockSizeBytes: bs });
+  await os.write(id, 0, Buffer.alloc(8 * bs, 1));
+  await os.sync(env.txg);
+  env.endTxg();
+  const info = await os.objectInfo(id);
+  assert.equal(info.blockSizeBytes, bs);
+  // Block 0's device offset: the first level-0 block written.
+  env.failAt = Math.min(...[...env.blocks.entries()].filter(([, b]) => b.data.length === bs).map(([off]) => off));
+  const target = Buffer.alloc(8 * bs, 0xee);
+  let settledAfter = -1;
+  await assert.rejects(os.readInto(id, 0, target).finally(() => (settledAfter = env.directReads)), /injected/);
+  const snapshot = Buffer.from(target);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(env.directReads, settledAfter, 'no block read was still running when the read failed');
+  assert.ok(target.equals(snapshot), 'nothing wrote into the buffer after the read failed');
+});
+
 test('objects: readShared reads like read (clean, dirty, holes, across blocks), and a whole-block write leaves a view taken before unchanged', async () => {
   const env = new MapEnvironment();
   const os = ObjectSet.create(env, ObjsetType.filesystem, policy);

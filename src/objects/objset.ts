@@ -526,10 +526,10 @@ export class ObjectSet implements ObjectStore {
           const copied = block ? block.copy(out, at, within, within + n) : 0;
           if (copied < n) out.fill(0, at + copied, at + n);
         }));
-      if (pending.length >= READ_CONCURRENCY_MAX) await Promise.all(pending.splice(0));
+      if (pending.length >= READ_CONCURRENCY_MAX) await settleAll(pending.splice(0));
       done += n;
     }
-    await Promise.all(pending);
+    await settleAll(pending);
   }
 
   // ---- internals: writing --------------------------------------------------------------------------
@@ -908,16 +908,39 @@ function isAllZero(buf: Buffer): boolean {
 }
 
 /**
+ * Waits for every read of a request before failing it with the first error: a read still running
+ * after the request was answered would write into a buffer that serves the next request (FUSE's
+ * reply slot).
+ */
+async function settleAll(pending: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(pending);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+/**
  * Pointers decoded from an indirect block, per slot, kept as long as the block's buffer lives (the
  * ARC's; a block read from it is never changed): walking down to a block decoded one pointer per level
- * on every read, and the pool keys its cache by the pointer object (pool.ts, arcKey).
+ * on every read, and the pool keys its cache by the pointer object (pool.ts, arcKey). The ARC does not
+ * count this memory (a fully decoded 128 KiB block is about 750 KiB of heap), so after
+ * DECODED_POINTERS_MAX pointers the map starts over, leaving the old one to the garbage collector.
  */
-const decodedPointers = new WeakMap<Buffer, (BlockPointer | undefined)[]>();
+const DECODED_POINTERS_MAX = 65536;
+let decodedPointers = new WeakMap<Buffer, (BlockPointer | undefined)[]>();
+let decodedPointerCount = 0;
 
 function pointerIn(block: Buffer, slot: number): BlockPointer {
   let decoded = decodedPointers.get(block);
   if (decoded === undefined) decodedPointers.set(block, (decoded = []));
-  return (decoded[slot] ??= decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES));
+  let bp = decoded[slot];
+  if (bp === undefined) {
+    if (++decodedPointerCount > DECODED_POINTERS_MAX) {
+      decodedPointers = new WeakMap();
+      decodedPointerCount = 1;
+      decodedPointers.set(block, (decoded = []));
+    }
+    bp = decoded[slot] = decodeBlockPointer(block, slot * BLKPTR_SIZE_BYTES);
+  }
+  return bp;
 }
 
 function allHoles(block: Buffer): boolean {
