@@ -460,9 +460,7 @@ export class ObjectSet implements ObjectStore {
     const dirty = state.dirtyBlocks.get(blkid);
     const bp = dirty === undefined ? await this.syncedPointer(state.dn, blkid) : null;
     if (bp !== null && bp.lsize === target.length && this.env.readBlockInto) return this.env.readBlockInto(bp, target);
-    const block = dirty ?? (bp === null ? null : await this.env.readBlock(bp));
-    const copied = block ? block.copy(target) : 0;
-    if (copied < target.length) target.fill(0, copied);
+    copyOrZero(dirty ?? (bp === null ? null : await this.env.readBlock(bp)), target, 0, 0, target.length);
   }
 
   /**
@@ -522,10 +520,7 @@ export class ObjectSet implements ObjectStore {
       const at = done;
       pending.push(direct && n === bs
         ? this.readWholeBlockInto(state, blkid, out.subarray(at, at + n))
-        : this.getBlock(state, blkid).then((block) => {
-          const copied = block ? block.copy(out, at, within, within + n) : 0;
-          if (copied < n) out.fill(0, at + copied, at + n);
-        }));
+        : this.getBlock(state, blkid).then((block) => copyOrZero(block, out, at, within, n)));
       if (pending.length >= READ_CONCURRENCY_MAX) await settleAll(pending.splice(0));
       done += n;
     }
@@ -905,6 +900,12 @@ function isAllZero(buf: Buffer): boolean {
   }
   for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return false;
   return true;
+}
+
+/** Copies n bytes of block from `within` to out at `at`; what the block lacks (a hole, a short block) reads as zeros. */
+function copyOrZero(block: Buffer | null, out: Buffer, at: number, within: number, n: number): void {
+  const copied = block ? block.copy(out, at, within, within + n) : 0;
+  if (copied < n) out.fill(0, at + copied, at + n);
 }
 
 /**
