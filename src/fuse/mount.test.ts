@@ -494,6 +494,57 @@ describe('FUSE mount of a pool', { skip }, () => {
     }
   });
 
+  it('answers are the same whichever thread writes them: the reader thread for lone small requests, the JavaScript thread for the rest', async () => {
+    // replyWaitMicroseconds 0: the JavaScript thread writes every reply; 1 s: the reader thread writes
+    // every lone small request's reply (also a slow one's). Threads in the client mix lone and
+    // concurrent, small and large requests (64 KiB is the line) on both mounts; the data is checked.
+    const script = [
+      'import os, random, sys, threading, hashlib',
+      'root, seed = sys.argv[1], int(sys.argv[2])',
+      'errors = []; kept_all = []',
+      'def work(t):',
+      '  rng = random.Random(seed * 10 + t); d = os.path.join(root, f"t{t}"); os.mkdir(d); kept = {}',
+      '  for i in range(60):',
+      '    name = os.path.join(d, f"f{i}"); data = rng.randbytes(rng.choice([0, 1, 700, 4096, 70000, 300000]))',
+      '    with open(name, "wb") as f: f.write(data)',
+      '    if i % 5 == 0: os.rename(name, name + ".r"); name += ".r"',
+      '    if i % 7 == 0: os.unlink(name); continue',
+      '    if os.stat(name).st_size != len(data): errors.append(f"size of {name}")',
+      '    with open(name, "rb") as f:',
+      '      if f.read() != data: errors.append(f"data of {name}")',
+      '    kept[os.path.basename(name)] = hashlib.sha256(data).hexdigest()',
+      '  if sorted(os.listdir(d)) != sorted(kept): errors.append(f"listing of {d}")',
+      '  try: os.stat(os.path.join(d, "missing")); errors.append("missing name found")',
+      '  except FileNotFoundError: pass',
+      '  kept_all.extend(f"{t} {name} {digest}" for name, digest in sorted(kept.items()))',
+      'threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]',
+      '[t.start() for t in threads]; [t.join() for t in threads]',
+      'work(3)',
+      'print("\\n".join(kept_all)); print("errors", len(errors), errors[:5])',
+    ].join('\n');
+    for (const replyWaitMicroseconds of [0, 1_000_000]) {
+      const m = join(dir, `mnt-reply-${replyWaitMicroseconds}`);
+      await mkdir(m);
+      const mounted = await mountFilesystem(pool!.fs, m, { name: 'fusetest-reply', replyWaitMicroseconds });
+      try {
+        await mkdir(join(m, 'w'));
+        const lines = (await run('python3', ['-c', script, join(m, 'w'), String(replyWaitMicroseconds)])).stdout.trim().split('\n');
+        assert.equal(lines.pop(), 'errors 0 []');
+        assert.ok(lines.length > 150, `${lines.length} files kept`);
+        // what the file system holds, read behind the mount
+        for (const line of lines) {
+          const [t, name, digest] = line.split(' ');
+          const st = await pool!.fs.resolvePath(`/w/t${t}/${name}`);
+          const bytes = await pool!.fs.read(st.ino, 0, st.sizeBytes);
+          assert.equal(sha256(bytes), digest, `t${t}/${name}`);
+        }
+        await run('rm', ['-rf', join(m, 'w')]);
+      } finally {
+        await safeUnmount(mounted, m);
+      }
+    }
+  });
+
   it('changes made behind the mount show through it at once when reported (names, attributes and data are cached 60 s)', async () => {
     const p = pool!;
     const behind = new ChangeReportingFs(p.fs, (change) => mount!.invalidate(change));
