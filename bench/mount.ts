@@ -43,8 +43,7 @@ import type { PoolHandle } from '../src/pool/index.js';
 import { cleanupStaleMount, fuseAvailable, mountFilesystem } from '../src/fuse/index.js';
 import type { FuseMount } from '../src/fuse/index.js';
 import { NbdServer } from '../src/nbd/index.js';
-import type { BlockExport } from '../src/nbd/index.js';
-import type { BlockVolume } from '../src/dataset/index.js';
+import { VolumeExport } from '../src/api/nbd-exports.js';
 
 const MiB = 1024 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -471,20 +470,6 @@ async function zfsFuseMount(inputs: Inputs): Promise<Figures | null> {
   }
 }
 
-function volumeExport(name: string, volume: BlockVolume): BlockExport {
-  return {
-    name,
-    sizeBytes: () => volume.sizeBytes,
-    blockSizeBytes: volume.blockSizeBytes,
-    readonly: volume.readonly,
-    read: (offset, length) => volume.read(offset, length),
-    write: (offset, data) => volume.write(offset, data),
-    flush: () => volume.flush(),
-    trim: (offset, length) => volume.trim(offset, length),
-    writeZeroes: (offset, length, mayPunch) => volume.writeZeroes(offset, length, { punch: mayPunch }),
-  };
-}
-
 /** nbdcopy in (with --flush: durable, as conv=fsync above) and out (after dropping caches), checked with cmp. */
 async function nbdCopies(inputs: Inputs, uri: string, label: string): Promise<Figures> {
   const out = join(inputs.options.dir, `nbd-out-${label}.bin`);
@@ -503,7 +488,8 @@ async function nbdCopies(inputs: Inputs, uri: string, label: string): Promise<Fi
 async function cairnNbd(inputs: Inputs, pool: PoolHandle, cleanup: Cleanup): Promise<Figures> {
   await pool.datasets.create('benchmnt/vol', { volsizeBytes: inputs.options.nbdMb * MiB, sparse: true });
   const volume = await pool.datasets.openVolume('benchmnt/vol');
-  const server = new NbdServer({ exports: new Map([['vol', volumeExport('vol', volume)]]) });
+  // the adapter `cairn nbd export` serves volumes with
+  const server = new NbdServer({ exports: new Map([['vol', new VolumeExport('vol', 'benchmnt/vol', '127.0.0.1', volume, false)]]) });
   const address = await server.listen({ host: '127.0.0.1', port: 0 });
   let closed = false;
   const close = async (): Promise<void> => {

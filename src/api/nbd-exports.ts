@@ -64,7 +64,9 @@ export class VolumeExport implements BlockExport {
   async read(offset: number, length: number): Promise<Buffer> {
     this.enter();
     try {
-      return await this.volume.read(offset, length);
+      const data = Buffer.allocUnsafe(length);
+      await this.volume.readInto(offset, data);
+      return data;
     } finally {
       this.leave();
     }

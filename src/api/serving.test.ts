@@ -32,6 +32,10 @@ function memoryVolume(sizeBytes: number): BlockVolume & { hold: () => () => void
       if (gate !== null) await gate;
       return Buffer.from(data.subarray(offset, offset + length));
     },
+    async readInto(offset, target) {
+      if (gate !== null) await gate;
+      data.copy(target, 0, offset, offset + target.length);
+    },
     async write(offset, chunk) {
       chunk.copy(data, offset);
     },

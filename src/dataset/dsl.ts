@@ -194,6 +194,11 @@ export interface BlockVolume {
   readonly blockSizeBytes: number;
   readonly readonly: boolean;
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Reads target.length bytes at offset into target. Whole blocks the ARC does not hold go from the
+   * device straight into target and are not cached: for a client that caches what it reads (NBD).
+   */
+  readInto(offset: number, target: Buffer): Promise<void>;
   write(offset: number, data: Buffer): Promise<void>;
   /** Durable on return (syncs the pool). */
   flush(): Promise<void>;
@@ -877,6 +882,7 @@ export class DatasetManager {
       blockSizeBytes: volume.blockSizeBytes,
       readonly,
       read: (offset, length) => volume.read(offset, length),
+      readInto: (offset, target) => volume.readInto(offset, target),
       write: (offset, data) => (readonly ? refuse() : volume.write(offset, data)),
       flush: () => (readonly ? Promise.resolve() : volume.flush()),
       trim: (offset, length) => (readonly ? refuse() : volume.trim(offset, length)),

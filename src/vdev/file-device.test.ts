@@ -1,11 +1,12 @@
 /**
- * FileDevice's write aggregation: writes issued together go down as runs of adjacent ones, and what a
+ * FileDevice's aggregation: writes issued together go down as runs of adjacent ones, and what a
  * read finds afterwards is exactly what each write said, whatever the order, sizes and overlaps (a
- * seeded model), also for runs longer than one aggregated write.
+ * seeded model), also for runs longer than one aggregated write. Reads issued together go down as
+ * runs too, each into its own buffer, and a run cut short fails only the reads it did not fill.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Random, testSeed } from '../testing/random.js';
@@ -76,6 +77,89 @@ test('file device: flush and close finish the writes issued before them, even wh
     const onDisk = await readFile(path);
     assert.ok(onDisk.subarray(0, 4096).equals(Buffer.alloc(4096, 1)));
     assert.ok(onDisk.subarray(4096, 8192).equals(Buffer.alloc(4096, 2)));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('file device: reads issued together (adjacent, scattered, overlapping, into given buffers) read the device; adjacent ones go down as one readv', async () => {
+  const seed = testSeed();
+  const random = new Random(seed);
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
+  const size = 8 * MiB;
+  const path = join(dir, 'dev');
+  const content = random.bytes(size);
+  await writeFile(path, content);
+  const device = await openFileDevice(path);
+  // count the readv calls FileHandles make while this test runs
+  const handle = await open(path);
+  const proto = Object.getPrototypeOf(handle) as { readv: (...args: unknown[]) => Promise<unknown> };
+  await handle.close();
+  const readv = proto.readv;
+  let readvCalls = 0;
+  proto.readv = function (this: unknown, ...args: unknown[]) {
+    readvCalls++;
+    return readv.apply(this, args);
+  };
+  try {
+    const between = (lo: number, hi: number): number => lo + random.int(hi - lo + 1);
+    for (let round = 0; round < 20; round++) {
+      const reads: Array<{ offset: number; length: number; into?: Buffer }> = [];
+      const runStart = between(0, size - 2 * MiB);
+      let at = runStart;
+      for (let b = between(1, 120); b > 0; b--) {
+        const length = between(1, 20_000);
+        reads.push({ offset: at, length });
+        at += length;
+      }
+      for (let k = 0; k < 20; k++) {
+        const length = between(1, 40_000);
+        reads.push({ offset: between(0, size - length), length });
+      }
+      for (let k = 0; k < 5; k++) reads.push({ ...(reads[between(0, reads.length - 1)] as { offset: number; length: number }) }); // the same range twice
+      for (const r of reads) if (random.int(2) === 0) r.into = random.bytes(r.length); // stale bytes to overwrite
+      for (let k = reads.length - 1; k > 0; k--) {
+        const j = between(0, k);
+        [reads[k], reads[j]] = [reads[j]!, reads[k]!];
+      }
+      const got = await Promise.all(reads.map((r) => device.read(r.offset, r.length, r.into)));
+      reads.forEach((r, k) => {
+        assert.ok(got[k]!.equals(content.subarray(r.offset, r.offset + r.length)), `round ${round}: read at ${r.offset} (${r.length} bytes) (seed ${seed})`);
+        if (r.into) assert.equal(got[k], r.into, 'read into the buffer given');
+      });
+    }
+    // 256 adjacent 4 KiB reads issued together, out of order: one readv (1 MiB is the most per call)
+    readvCalls = 0;
+    const order = Array.from({ length: 256 }, (_, k) => k).sort(() => random.int(3) - 1);
+    const blocks = await Promise.all(order.map((k) => device.read(MiB + k * 4096, 4096)));
+    order.forEach((k, i) => assert.ok(blocks[i]!.equals(content.subarray(MiB + k * 4096, MiB + (k + 1) * 4096)), `block ${k}`));
+    assert.equal(readvCalls, 1, 'adjacent reads aggregated into one readv');
+  } finally {
+    proto.readv = readv;
+    await device.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('file device: in a run of adjacent reads, only the reads past the end of a file cut short behind the device fail (EIO)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
+  try {
+    const path = join(dir, 'dev');
+    const content = new Random(7).bytes(2 * MiB);
+    await writeFile(path, content);
+    const device = await openFileDevice(path);
+    await truncate(path, MiB + 100); // the device still believes it has 2 MiB
+    const offsets = [MiB - 8192, MiB - 4096, MiB, MiB + 4096];
+    const results = await Promise.allSettled(offsets.map((offset) => device.read(offset, 4096)));
+    for (const k of [0, 1]) {
+      const r = results[k]!;
+      assert.ok(r.status === 'fulfilled' && r.value.equals(content.subarray(offsets[k]!, offsets[k]! + 4096)), `read ${k} before the end`);
+    }
+    for (const k of [2, 3]) {
+      const r = results[k]!;
+      assert.ok(r.status === 'rejected' && (r.reason as { errno?: string }).errno === 'EIO', `read ${k} past the end fails with EIO`);
+    }
+    await device.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

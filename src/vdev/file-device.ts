@@ -9,6 +9,11 @@
  * its bytes were written, and flush() and close() first finish every write issued before them.
  * Writes in flight together have no order among them (as on any disk): a caller that writes a range
  * twice, or reads what it writes, waits for the first write, as the pool always does.
+ *
+ * Reads are aggregated the same way: the reads of one turn that lie end to end go down as one readv
+ * into each read's own buffer. A sequential read of small blocks (an NBD client reading a volume of
+ * 16 KiB blocks, 64 requests in flight) then costs a system call and a hand-off per run, not per block.
+ * A run that fails is read again one read at a time, so an error fails only the reads it touches.
  */
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -17,6 +22,13 @@ import { assert } from '../util/assert.js';
 import type { BlockDevice } from './types.js';
 
 const AGGREGATE_MAX_BYTES = 1024 * 1024;
+
+interface PendingRead {
+  offset: number;
+  out: Buffer;
+  resolve: (out: Buffer) => void;
+  reject: (error: unknown) => void;
+}
 
 interface PendingWrite {
   offset: number;
@@ -47,6 +59,8 @@ export class FileDevice implements BlockDevice {
   private readonly exclusiveKey: string | null;
   /** Writes waiting for this turn of the event loop to end (see the top of the file). */
   private pending: PendingWrite[] = [];
+  /** Reads waiting for this turn of the event loop to end. */
+  private pendingReads: PendingRead[] = [];
   /** Runs issued and not yet settled. */
   private readonly inFlight = new Set<Promise<void>>();
 
@@ -60,18 +74,64 @@ export class FileDevice implements BlockDevice {
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(offset, length);
     assert(into === undefined || into.length === length, `${this.path}: read into ${into?.length} bytes for ${length}`);
-    const handle = this.openHandle();
-    // Every byte is filled by the loop or the read fails: no need to zero first.
+    this.openHandle();
+    // Every byte is filled by the read or it fails: no need to zero first.
     const out = into ?? Buffer.allocUnsafe(length);
-    let done = 0;
+    if (length === 0) return out;
+    return new Promise<Buffer>((resolve, reject) => {
+      if (this.pendingReads.length === 0) setImmediate(() => this.issueReads());
+      this.pendingReads.push({ offset, out, resolve, reject });
+    });
+  }
+
+  /** Issues the waiting reads as runs of adjacent ones (overlapping reads go in runs of their own). */
+  private issueReads(): void {
+    const batch = this.pendingReads.sort((a, b) => a.offset - b.offset);
+    this.pendingReads = [];
+    let run: PendingRead[] = [];
+    let runEnd = -1;
+    for (const r of batch) {
+      if (run.length > 0 && r.offset === runEnd && runEnd + r.out.length - (run[0] as PendingRead).offset <= AGGREGATE_MAX_BYTES) {
+        run.push(r);
+      } else {
+        if (run.length > 0) void this.readRun(run);
+        run = [r];
+      }
+      runEnd = r.offset + r.out.length;
+    }
+    if (run.length > 0) void this.readRun(run);
+  }
+
+  private async readRun(run: PendingRead[]): Promise<void> {
+    const first = run[0] as PendingRead;
+    if (run.length > 1) {
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await this.openHandle().readv(run.map((r) => r.out), first.offset));
+      } catch {
+        bytesRead = 0; // each read again on its own: only the ones the error touches fail
+      }
+      for (const r of run) {
+        const filled = Math.min(Math.max(bytesRead - (r.offset - first.offset), 0), r.out.length);
+        this.readRest(r, filled).then(r.resolve, r.reject);
+      }
+      return;
+    }
+    this.readRest(first, 0).then(first.resolve, first.reject);
+  }
+
+  /** Reads what is left of r after its first `filled` bytes. */
+  private async readRest(r: PendingRead, filled: number): Promise<Buffer> {
+    const length = r.out.length;
+    let done = filled;
     while (done < length) {
-      const { bytesRead } = await handle.read(out, done, length - done, offset + done);
+      const { bytesRead } = await this.openHandle().read(r.out, done, length - done, r.offset + done);
       if (bytesRead === 0) {
-        throw new CairnError('EIO', `${this.path}: short read at ${offset + done} (device ends early)`);
+        throw new CairnError('EIO', `${this.path}: short read at ${r.offset + done} (device ends early)`);
       }
       done += bytesRead;
     }
-    return out;
+    return r.out;
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
