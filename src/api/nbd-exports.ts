@@ -29,6 +29,13 @@ export function parseListen(text: string): { options: NbdListenOptions; key: str
   return { options: { host, port }, key: match[1] !== undefined ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
+/**
+ * NBD READs at least this large (a copy, a guest's read-ahead: streaming reads) read whole blocks the ARC
+ * does not hold straight from the device into the reply and leave them uncached; smaller ones (a running
+ * guest's random reads) go through the ARC, which keeps what they read hot, as a zvol's reads do.
+ */
+const DIRECT_READ_MIN_BYTES = 128 * 1024;
+
 /** A volume as a BlockExport, counting its running requests so an ending export can wait for them. */
 export class VolumeExport implements BlockExport {
   readonly blockSizeBytes: number;
@@ -64,6 +71,7 @@ export class VolumeExport implements BlockExport {
   async read(offset: number, length: number): Promise<Buffer> {
     this.enter();
     try {
+      if (length < DIRECT_READ_MIN_BYTES) return await this.volume.read(offset, length);
       const data = Buffer.allocUnsafe(length);
       await this.volume.readInto(offset, data);
       return data;

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { BlockVolume } from '../dataset/index.js';
 import { nbdProtocol } from '../nbd/index.js';
 import { isCairnError } from '../util/errors.js';
+import { Random } from '../testing/random.js';
 import { MountTable, compareMountpoints, renamedDataset, withinDataset } from './mounts.js';
 import { NbdExportTable, VolumeExport, parseListen } from './nbd-exports.js';
 
@@ -196,6 +197,22 @@ describe('NBD export table and exports', () => {
     assert.equal((await running).toString(), 'bc', 'the running read completes');
     await ending;
     await assert.rejects(item.read(0, 1), (e: unknown) => isCairnError(e, 'EIO'));
+  });
+
+  it('an export reads small requests through the cache (read) and large ones directly (readInto), the same bytes either way', async () => {
+    const volume = memoryVolume(1 << 20);
+    new Random(3).bytes(1 << 20).copy(volume.data);
+    const calls: string[] = [];
+    const counted: typeof volume = {
+      ...volume,
+      read: (offset, length) => (calls.push(`read ${length}`), volume.read(offset, length)),
+      readInto: (offset, target) => (calls.push(`readInto ${target.length}`), volume.readInto(offset, target)),
+    };
+    const item = new VolumeExport('vm', 'tank/vm', '/x', counted, false);
+    for (const [offset, length] of [[4096, 4096], [1000, 128 * 1024 - 1], [8192, 128 * 1024], [65536, 512 * 1024]] as const) {
+      assert.ok((await item.read(offset, length)).equals(volume.data.subarray(offset, offset + length)), `${length} bytes at ${offset}`);
+    }
+    assert.deepEqual(calls, ['read 4096', 'read 131071', 'readInto 131072', 'readInto 524288']);
   });
 
   it('shares one listener per address; the last export to go closes it; names are unique per address', async () => {

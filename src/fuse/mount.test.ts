@@ -539,6 +539,8 @@ describe('FUSE mount of a pool', { skip }, () => {
           assert.equal(sha256(bytes), digest, `t${t}/${name}`);
         }
         await run('rm', ['-rf', join(m, 'w')]);
+        if (replyWaitMicroseconds === 0) assert.equal(mounted.repliesByReader, 0, 'the JavaScript thread wrote every reply');
+        else assert.ok(mounted.repliesByReader > 1000, `the reader thread wrote ${mounted.repliesByReader} replies`);
       } finally {
         await safeUnmount(mounted, m);
       }

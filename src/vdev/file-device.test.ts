@@ -164,3 +164,20 @@ test('file device: in a run of adjacent reads, only the reads past the end of a 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('file device: reads issued in the same turn as close() still read (they go down before the handle closes)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
+  try {
+    const path = join(dir, 'dev');
+    const content = new Random(11).bytes(MiB);
+    await writeFile(path, content);
+    const device = await openFileDevice(path);
+    const reads = [0, 4096, 8192, 65536].map((offset) => device.read(offset, 4096));
+    await device.close();
+    const got = await Promise.all(reads);
+    [0, 4096, 8192, 65536].forEach((offset, k) => assert.ok(got[k]!.equals(content.subarray(offset, offset + 4096)), `read at ${offset}`));
+    await assert.rejects(device.read(0, 4096), /closed/, 'a read after close fails');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -22,6 +22,8 @@ import { assert } from '../util/assert.js';
 import type { BlockDevice } from './types.js';
 
 const AGGREGATE_MAX_BYTES = 1024 * 1024;
+/** Buffers per readv: Linux's IOV_MAX; a longer run would come back short and finish read by read. */
+const AGGREGATE_MAX_READS = 1024;
 
 interface PendingRead {
   offset: number;
@@ -91,7 +93,8 @@ export class FileDevice implements BlockDevice {
     let run: PendingRead[] = [];
     let runEnd = -1;
     for (const r of batch) {
-      if (run.length > 0 && r.offset === runEnd && runEnd + r.out.length - (run[0] as PendingRead).offset <= AGGREGATE_MAX_BYTES) {
+      const first = run[0];
+      if (first && r.offset === runEnd && run.length < AGGREGATE_MAX_READS && runEnd + r.out.length - first.offset <= AGGREGATE_MAX_BYTES) {
         run.push(r);
       } else {
         if (run.length > 0) void this.readRun(run);
@@ -212,6 +215,7 @@ export class FileDevice implements BlockDevice {
   async close(): Promise<void> {
     const handle = this.handle;
     if (handle === null) return;
+    if (this.pendingReads.length > 0) this.issueReads(); // each takes the handle now; its close waits for them
     await this.drainWrites();
     this.handle = null;
     if (this.exclusiveKey !== null) exclusivePaths.delete(this.exclusiveKey);
