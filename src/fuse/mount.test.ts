@@ -547,6 +547,44 @@ describe('FUSE mount of a pool', { skip }, () => {
     }
   });
 
+  it('a file read once is read from the page cache after it is opened again (keep cache); a change behind the mount still shows', async () => {
+    // A mount of the same file system whose reads are counted: the kernel asks only for pages it lacks.
+    let reads = 0;
+    const fs = pool!.fs;
+    const counting = new Proxy(fs, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (typeof value !== 'function') return value;
+        if (prop === 'readInto') return (...args: unknown[]) => (reads++, (value as (...a: unknown[]) => unknown).apply(target, args));
+        return (value as (...a: unknown[]) => unknown).bind(target);
+      },
+    });
+    const m = join(dir, 'mnt-keep');
+    await mkdir(m);
+    const mounted = await mountFilesystem(counting, m, { name: 'fusetest-keep' });
+    try {
+      const data = new Random(21).bytes(3 * 1024 * 1024 + 777);
+      await fsp.writeFile(join(m, 'kept'), data);
+      await run('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']);
+      const before = reads;
+      assert.equal((await run('sha256sum', [join(m, 'kept')])).stdout.split(' ')[0], sha256(data));
+      const afterFirst = reads;
+      assert.ok(afterFirst > before, 'the first read after dropping caches reached the file system');
+      assert.equal((await run('sha256sum', [join(m, 'kept')])).stdout.split(' ')[0], sha256(data));
+      assert.equal(reads, afterFirst, 'opened again, the file was read from the page cache');
+      // a change behind the mount, reported: the kernel drops the pages, the next open reads it anew
+      const behind = new ChangeReportingFs(fs, (change) => mounted.invalidate(change));
+      const ino = (await fs.resolvePath('/kept')).ino;
+      await behind.write(ino, 4096, Buffer.from('CHANGED BEHIND'));
+      data.write('CHANGED BEHIND', 4096);
+      assert.equal((await run('sha256sum', [join(m, 'kept')])).stdout.split(' ')[0], sha256(data));
+      assert.ok(reads > afterFirst, 'read again after the change');
+      await fsp.unlink(join(m, 'kept'));
+    } finally {
+      await safeUnmount(mounted, m);
+    }
+  });
+
   it('changes made behind the mount show through it at once when reported (names, attributes and data are cached 60 s)', async () => {
     const p = pool!;
     const behind = new ChangeReportingFs(p.fs, (change) => mount!.invalidate(change));

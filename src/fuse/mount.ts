@@ -215,8 +215,16 @@ const NODE_SUBJECT_OPCODES: ReadonlySet<number> = new Set([
 
 const { O_EXCL, O_RDONLY, O_TRUNC } = nodeFs.constants;
 
-/** How files are opened: nothing is buffered per open file, so a close needs no FLUSH (FUSE 7.35). */
-const FILE_OPEN_FLAGS = FopenFlag.noFlush;
+/**
+ * How files are opened: nothing is buffered per open file, so a close needs no FLUSH (FUSE 7.35); a
+ * live file's pages stay in the kernel's page cache across opens, as on a local file system (its data
+ * changes come through the mount, or are invalidated, and a rollback remounts; whole blocks read for
+ * the kernel skip the ARC, so without this every open would read the file from the device again).
+ * A snapshot's files do not keep them: a snapshot destroyed and made again under the same name shows
+ * other data at the same node ids.
+ */
+const LIVE_FILE_OPEN_FLAGS = FopenFlag.noFlush | FopenFlag.keepCache;
+const SNAPSHOT_FILE_OPEN_FLAGS = FopenFlag.noFlush;
 
 type ReaderMessage =
   | { kind: 'request'; slot: number; lengthBytes: number }
@@ -887,7 +895,7 @@ class FuseSession {
         }
         requireAccess(caller, await fs.getattr(nodeIno), openMask(flags));
         const fh = await this.openFile(nodeIno);
-        return this.replyOpen(slot, unique, fh, FILE_OPEN_FLAGS);
+        return this.replyOpen(slot, unique, fh, this.snapshotNamespace?.isReadonlyIno(nodeIno) ? SNAPSHOT_FILE_OPEN_FLAGS : LIVE_FILE_OPEN_FLAGS);
       }
       case Opcode.create:
         return this.create(slot, unique, caller, nodeIno, lengthBytes);
@@ -1094,7 +1102,7 @@ class FuseSession {
     this.putEntry(out, OUT_HEADER_SIZE_BYTES, parent, st);
     const at = OUT_HEADER_SIZE_BYTES + ENTRY_OUT_SIZE_BYTES;
     out.writeBigUInt64LE(BigInt(fh), at);
-    out.writeUInt32LE(FILE_OPEN_FLAGS, at + 8);
+    out.writeUInt32LE(LIVE_FILE_OPEN_FLAGS, at + 8); // created: never in a snapshot
     out.writeUInt32LE(0, at + 12);
     this.send(slot, unique, 0, ENTRY_OUT_SIZE_BYTES + OPEN_OUT_SIZE_BYTES);
   }
