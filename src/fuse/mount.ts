@@ -115,8 +115,11 @@ export interface FuseMount {
    * mounted here if it is not.
    */
   abort(): Promise<void>;
-  /** Replies the reader thread wrote itself (REPLY_WAIT_MICROSECONDS_DEFAULT): a diagnostic figure. */
-  readonly repliesByReader: number;
+  /**
+   * Diagnostic figures: replies the reader thread wrote itself, and its waits for a reply that ran out
+   * (REPLY_WAIT_MICROSECONDS_DEFAULT).
+   */
+  readonly replyStats: { byReader: number; waitsRunOut: number };
 }
 
 const FUSE_DEVICE_PATH = '/dev/fuse';
@@ -128,15 +131,17 @@ const REQUESTS_IN_FLIGHT_MAX = 8;
 /**
  * The shared control words: [0, REQUESTS_IN_FLIGHT_MAX) say which slots hold a request, then the count
  * of slot releases (the reader waits on it for a free slot), the hand-off word, each slot's request
- * length, each slot's reply word and the count of replies the reader wrote.
+ * length, each slot's reply word, the count of replies the reader wrote and of its waits that ran out.
  */
 const CONTROL_RELEASES_AT = REQUESTS_IN_FLIGHT_MAX;
 const CONTROL_HANDOFF_AT = REQUESTS_IN_FLIGHT_MAX + 1;
 const CONTROL_LENGTHS_AT = REQUESTS_IN_FLIGHT_MAX + 2;
 const CONTROL_REPLIES_AT = CONTROL_LENGTHS_AT + REQUESTS_IN_FLIGHT_MAX;
-/** How many replies the reader thread wrote (it counts them; FuseMount.repliesByReader). */
+/** How many replies the reader thread wrote (it counts them; FuseMount.replyStats). */
 const CONTROL_READER_REPLIES_AT = CONTROL_REPLIES_AT + REQUESTS_IN_FLIGHT_MAX;
-const CONTROL_WORDS = CONTROL_READER_REPLIES_AT + 1;
+/** How many of its waits for a reply ran out (FuseMount.replyStats). */
+const CONTROL_READER_WAITS_RUN_OUT_AT = CONTROL_READER_REPLIES_AT + 1;
+const CONTROL_WORDS = CONTROL_READER_WAITS_RUN_OUT_AT + 1;
 /**
  * Reply word: REPLY_WAITING while the reader thread waits to write the slot's reply, REPLY_OWN when the
  * JavaScript thread writes it itself (the reader did not wait, or stopped waiting), the reply's length
@@ -172,6 +177,8 @@ const POLLED_IN_A_ROW_MAX = 16;
  */
 const REPLY_WAIT_MICROSECONDS_DEFAULT = 100;
 const REPLY_WAIT_MAX_BYTES = 64 * 1024;
+/** Opcodes below this have their own record of how often their replies came in time (all FUSE 7.4x ones). */
+const OPCODES_TRACKED = 64;
 const READDIR_PAGE_ENTRIES = 64;
 /**
  * How long the kernel may cache names (also a name's absence) and attributes of the live file system. The
@@ -278,6 +285,15 @@ function aloneInFlight(i) {
   for (let k = 0; k < count; k++) if (k !== i && Atomics.load(control, k) !== 0 && Atomics.load(control, ${CONTROL_REPLIES_AT} + k) <= 0) return false;
   return true;
 }
+// Per opcode, how often lately its reply came within the wait (a moving average, 0-256): a wait that
+// runs out only keeps a CPU from the threads the handler waits on (a 4 KiB write into an uncached block
+// reads it first). Below half, the reader waits only for every 16th such request, to notice a change.
+const answeredInTime = new Uint16Array(${OPCODES_TRACKED}).fill(256);
+let notWaited = 0;
+function worthWaiting(opcode) {
+  if (opcode >= ${OPCODES_TRACKED}) return false;
+  return answeredInTime[opcode] >= 128 || (++notWaited & 15) === 0;
+}
 function small(opcode, length, b) {
   if (length > ${REPLY_WAIT_MAX_BYTES}) return false;
   if (opcode === ${Opcode.read} || opcode === ${Opcode.readdir} || opcode === ${Opcode.readdirplus}) return b.readUInt32LE(${IN_HEADER_SIZE_BYTES} + 16) <= ${REPLY_WAIT_MAX_BYTES};
@@ -326,7 +342,7 @@ for (;;) {
     continue;
   }
   Atomics.store(control, ${CONTROL_LENGTHS_AT} + i, length);
-  const waitForReply = replyWaitMilliseconds > 0 && small(opcode, length, buffers[i]) && aloneInFlight(i);
+  const waitForReply = replyWaitMilliseconds > 0 && small(opcode, length, buffers[i]) && aloneInFlight(i) && worthWaiting(opcode);
   Atomics.store(control, ${CONTROL_REPLIES_AT} + i, waitForReply ? ${REPLY_WAITING} : ${REPLY_OWN});
   // The JavaScript thread is polling for a request: hand this one over without a message.
   if (Atomics.compareExchange(control, ${CONTROL_HANDOFF_AT}, ${HANDOFF_POLLING}, ${HANDOFF_TAKEN_BASE} + i) !== ${HANDOFF_POLLING}) {
@@ -337,7 +353,11 @@ for (;;) {
   let replyLength;
   while ((replyLength = Atomics.load(control, ${CONTROL_REPLIES_AT} + i)) === ${REPLY_WAITING} && performance.now() < deadline);
   if (replyLength === ${REPLY_WAITING}) replyLength = Atomics.compareExchange(control, ${CONTROL_REPLIES_AT} + i, ${REPLY_WAITING}, ${REPLY_OWN});
-  if (replyLength === ${REPLY_WAITING}) continue; // the JavaScript thread writes it
+  answeredInTime[opcode] = (answeredInTime[opcode] * 7 + (replyLength === ${REPLY_WAITING} ? 0 : 256)) >> 3;
+  if (replyLength === ${REPLY_WAITING}) {
+    Atomics.add(control, ${CONTROL_READER_WAITS_RUN_OUT_AT}, 1);
+    continue; // the JavaScript thread writes it
+  }
   try {
     fs.writeSync(fd, replies[i], 0, replyLength);
     Atomics.add(control, ${CONTROL_READER_REPLIES_AT}, 1);
@@ -460,8 +480,8 @@ class FuseSession {
     this.initialized.catch(() => undefined);
   }
 
-  get repliesByReader(): number {
-    return Atomics.load(this.control, CONTROL_READER_REPLIES_AT);
+  get replyStats(): { byReader: number; waitsRunOut: number } {
+    return { byReader: Atomics.load(this.control, CONTROL_READER_REPLIES_AT), waitsRunOut: Atomics.load(this.control, CONTROL_READER_WAITS_RUN_OUT_AT) };
   }
 
   get isEnded(): boolean {
@@ -1428,8 +1448,8 @@ export async function mountFilesystem(fs: FileSystemApi, mountpoint: string, opt
   };
   return {
     mountpoint,
-    get repliesByReader() {
-      return session.repliesByReader;
+    get replyStats() {
+      return session.replyStats;
     },
     invalidate: (change) => session.invalidate(change),
     async abort(): Promise<void> {
