@@ -287,12 +287,13 @@ function aloneInFlight(i) {
 }
 // Per opcode, how often lately its reply came within the wait (a moving average, 0-256): a wait that
 // runs out only keeps a CPU from the threads the handler waits on (a 4 KiB write into an uncached block
-// reads it first). Below half, the reader waits only for every 16th such request, to notice a change.
+// reads it first). Below half, the reader waits only for every 16th request of that opcode, to notice
+// when they become fast again (counted per opcode: slow opcodes that take turns must each get tried).
 const answeredInTime = new Uint16Array(${OPCODES_TRACKED}).fill(256);
-let notWaited = 0;
+const notWaited = new Uint8Array(${OPCODES_TRACKED});
 function worthWaiting(opcode) {
   if (opcode >= ${OPCODES_TRACKED}) return false;
-  return answeredInTime[opcode] >= 128 || (++notWaited & 15) === 0;
+  return answeredInTime[opcode] >= 128 || (++notWaited[opcode] & 15) === 0;
 }
 function small(opcode, length, b) {
   if (length > ${REPLY_WAIT_MAX_BYTES}) return false;
