@@ -115,11 +115,13 @@ export interface FuseMount {
    * mounted here if it is not.
    */
   abort(): Promise<void>;
-  /**
-   * Diagnostic figures: replies the reader thread wrote itself, and its waits for a reply that ran out
-   * (REPLY_WAIT_MICROSECONDS_DEFAULT).
-   */
-  readonly replyStats: { byReader: number; waitsRunOut: number };
+  readonly replyStats: ReplyStats;
+}
+
+/** Diagnostic figures: replies the reader thread wrote itself, and its waits for a reply that ran out (REPLY_WAIT_MICROSECONDS_DEFAULT). */
+export interface ReplyStats {
+  byReader: number;
+  waitsRunOut: number;
 }
 
 const FUSE_DEVICE_PATH = '/dev/fuse';
@@ -481,7 +483,7 @@ class FuseSession {
     this.initialized.catch(() => undefined);
   }
 
-  get replyStats(): { byReader: number; waitsRunOut: number } {
+  get replyStats(): ReplyStats {
     return { byReader: Atomics.load(this.control, CONTROL_READER_REPLIES_AT), waitsRunOut: Atomics.load(this.control, CONTROL_READER_WAITS_RUN_OUT_AT) };
   }
 

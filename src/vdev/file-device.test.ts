@@ -14,12 +14,20 @@ import { openFileDevice } from './file-device.js';
 
 const MiB = 1024 * 1024;
 
+/** Runs fn with the path of a device file in a fresh directory, removed afterwards. */
+async function withDevicePath(fn: (path: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
+  try {
+    await fn(join(dir, 'dev'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 test('file device: concurrent writes (adjacent, scattered, overlapping, runs past 1 MiB) read back as a model says', async () => {
   const seed = testSeed();
   const random = new Random(seed);
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
-  try {
-    const path = join(dir, 'dev');
+  await withDevicePath(async (path) => {
     const size = 8 * MiB;
     const device = await openFileDevice(path, { create: size });
     const model = Buffer.alloc(size);
@@ -56,15 +64,11 @@ test('file device: concurrent writes (adjacent, scattered, overlapping, runs pas
     await device.flush();
     await device.close();
     assert.ok((await readFile(path)).equals(model), `the file holds the model (seed ${seed})`);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('file device: flush and close finish the writes issued before them, even when the writer did not wait', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
-  try {
-    const path = join(dir, 'dev');
+  await withDevicePath(async (path) => {
     const device = await openFileDevice(path, { create: MiB });
     const order: string[] = [];
     const first = device.write(0, Buffer.alloc(4096, 1)).then(() => order.push('write'));
@@ -77,74 +81,69 @@ test('file device: flush and close finish the writes issued before them, even wh
     const onDisk = await readFile(path);
     assert.ok(onDisk.subarray(0, 4096).equals(Buffer.alloc(4096, 1)));
     assert.ok(onDisk.subarray(4096, 8192).equals(Buffer.alloc(4096, 2)));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('file device: reads issued together (adjacent, scattered, overlapping, into given buffers) read the device; adjacent ones go down as one readv', async () => {
   const seed = testSeed();
   const random = new Random(seed);
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
-  const size = 8 * MiB;
-  const path = join(dir, 'dev');
-  const content = random.bytes(size);
-  await writeFile(path, content);
-  const device = await openFileDevice(path);
-  // count the readv calls FileHandles make while this test runs
-  const handle = await open(path);
-  const proto = Object.getPrototypeOf(handle) as { readv: (...args: unknown[]) => Promise<unknown> };
-  await handle.close();
-  const readv = proto.readv;
-  let readvCalls = 0;
-  proto.readv = function (this: unknown, ...args: unknown[]) {
-    readvCalls++;
-    return readv.apply(this, args);
-  };
-  try {
-    const between = (lo: number, hi: number): number => lo + random.int(hi - lo + 1);
-    for (let round = 0; round < 20; round++) {
-      const reads: Array<{ offset: number; length: number; into?: Buffer }> = [];
-      const runStart = between(0, size - 2 * MiB);
-      let at = runStart;
-      for (let b = between(1, 120); b > 0; b--) {
-        const length = between(1, 20_000);
-        reads.push({ offset: at, length });
-        at += length;
+  await withDevicePath(async (path) => {
+    const size = 8 * MiB;
+    const content = random.bytes(size);
+    await writeFile(path, content);
+    const device = await openFileDevice(path);
+    // count the readv calls FileHandles make while this test runs
+    const handle = await open(path);
+    const proto = Object.getPrototypeOf(handle) as { readv: (...args: unknown[]) => Promise<unknown> };
+    await handle.close();
+    const readv = proto.readv;
+    let readvCalls = 0;
+    proto.readv = function (this: unknown, ...args: unknown[]) {
+      readvCalls++;
+      return readv.apply(this, args);
+    };
+    try {
+      const between = (lo: number, hi: number): number => lo + random.int(hi - lo + 1);
+      for (let round = 0; round < 20; round++) {
+        const reads: Array<{ offset: number; length: number; into?: Buffer }> = [];
+        const runStart = between(0, size - 2 * MiB);
+        let at = runStart;
+        for (let b = between(1, 120); b > 0; b--) {
+          const length = between(1, 20_000);
+          reads.push({ offset: at, length });
+          at += length;
+        }
+        for (let k = 0; k < 20; k++) {
+          const length = between(1, 40_000);
+          reads.push({ offset: between(0, size - length), length });
+        }
+        for (let k = 0; k < 5; k++) reads.push({ ...(reads[between(0, reads.length - 1)] as { offset: number; length: number }) }); // the same range twice
+        for (const r of reads) if (random.int(2) === 0) r.into = random.bytes(r.length); // stale bytes to overwrite
+        for (let k = reads.length - 1; k > 0; k--) {
+          const j = between(0, k);
+          [reads[k], reads[j]] = [reads[j]!, reads[k]!];
+        }
+        const got = await Promise.all(reads.map((r) => device.read(r.offset, r.length, r.into)));
+        reads.forEach((r, k) => {
+          assert.ok(got[k]!.equals(content.subarray(r.offset, r.offset + r.length)), `round ${round}: read at ${r.offset} (${r.length} bytes) (seed ${seed})`);
+          if (r.into) assert.equal(got[k], r.into, 'read into the buffer given');
+        });
       }
-      for (let k = 0; k < 20; k++) {
-        const length = between(1, 40_000);
-        reads.push({ offset: between(0, size - length), length });
-      }
-      for (let k = 0; k < 5; k++) reads.push({ ...(reads[between(0, reads.length - 1)] as { offset: number; length: number }) }); // the same range twice
-      for (const r of reads) if (random.int(2) === 0) r.into = random.bytes(r.length); // stale bytes to overwrite
-      for (let k = reads.length - 1; k > 0; k--) {
-        const j = between(0, k);
-        [reads[k], reads[j]] = [reads[j]!, reads[k]!];
-      }
-      const got = await Promise.all(reads.map((r) => device.read(r.offset, r.length, r.into)));
-      reads.forEach((r, k) => {
-        assert.ok(got[k]!.equals(content.subarray(r.offset, r.offset + r.length)), `round ${round}: read at ${r.offset} (${r.length} bytes) (seed ${seed})`);
-        if (r.into) assert.equal(got[k], r.into, 'read into the buffer given');
-      });
+      // 256 adjacent 4 KiB reads issued together, out of order: one readv (1 MiB is the most per call)
+      readvCalls = 0;
+      const order = Array.from({ length: 256 }, (_, k) => k).sort(() => random.int(3) - 1);
+      const blocks = await Promise.all(order.map((k) => device.read(MiB + k * 4096, 4096)));
+      order.forEach((k, i) => assert.ok(blocks[i]!.equals(content.subarray(MiB + k * 4096, MiB + (k + 1) * 4096)), `block ${k}`));
+      assert.equal(readvCalls, 1, 'adjacent reads aggregated into one readv');
+    } finally {
+      proto.readv = readv;
+      await device.close();
     }
-    // 256 adjacent 4 KiB reads issued together, out of order: one readv (1 MiB is the most per call)
-    readvCalls = 0;
-    const order = Array.from({ length: 256 }, (_, k) => k).sort(() => random.int(3) - 1);
-    const blocks = await Promise.all(order.map((k) => device.read(MiB + k * 4096, 4096)));
-    order.forEach((k, i) => assert.ok(blocks[i]!.equals(content.subarray(MiB + k * 4096, MiB + (k + 1) * 4096)), `block ${k}`));
-    assert.equal(readvCalls, 1, 'adjacent reads aggregated into one readv');
-  } finally {
-    proto.readv = readv;
-    await device.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('file device: in a run of adjacent reads, only the reads past the end of a file cut short behind the device fail (EIO)', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
-  try {
-    const path = join(dir, 'dev');
+  await withDevicePath(async (path) => {
     const content = new Random(7).bytes(2 * MiB);
     await writeFile(path, content);
     const device = await openFileDevice(path);
@@ -160,15 +159,11 @@ test('file device: in a run of adjacent reads, only the reads past the end of a 
       assert.ok(r.status === 'rejected' && (r.reason as { errno?: string }).errno === 'EIO', `read ${k} past the end fails with EIO`);
     }
     await device.close();
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('file device: reads issued in the same turn as close() still read (they go down before the handle closes)', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-fdev-'));
-  try {
-    const path = join(dir, 'dev');
+  await withDevicePath(async (path) => {
     const content = new Random(11).bytes(MiB);
     await writeFile(path, content);
     const device = await openFileDevice(path);
@@ -177,7 +172,5 @@ test('file device: reads issued in the same turn as close() still read (they go 
     const got = await Promise.all(reads);
     [0, 4096, 8192, 65536].forEach((offset, k) => assert.ok(got[k]!.equals(content.subarray(offset, offset + 4096)), `read at ${offset}`));
     await assert.rejects(device.read(0, 4096), /closed/, 'a read after close fails');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });

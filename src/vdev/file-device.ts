@@ -32,6 +32,26 @@ interface PendingRead {
   reject: (error: unknown) => void;
 }
 
+/**
+ * Cuts ops sorted by offset into runs that lie end to end, each of at most maxBytes and maxOps
+ * (overlapping ops start runs of their own).
+ */
+function adjacentRuns<T extends { offset: number }>(sorted: T[], lengthOf: (op: T) => number, maxBytes: number, maxOps: number): T[][] {
+  const runs: T[][] = [];
+  let run: T[] = [];
+  let runEnd = -1;
+  for (const op of sorted) {
+    const first = run[0];
+    if (first === undefined || op.offset !== runEnd || run.length >= maxOps || runEnd + lengthOf(op) - first.offset > maxBytes) {
+      run = [];
+      runs.push(run);
+    }
+    run.push(op);
+    runEnd = op.offset + lengthOf(op);
+  }
+  return runs;
+}
+
 interface PendingWrite {
   offset: number;
   data: Buffer;
@@ -90,37 +110,23 @@ export class FileDevice implements BlockDevice {
   private issueReads(): void {
     const batch = this.pendingReads.sort((a, b) => a.offset - b.offset);
     this.pendingReads = [];
-    let run: PendingRead[] = [];
-    let runEnd = -1;
-    for (const r of batch) {
-      const first = run[0];
-      if (first && r.offset === runEnd && run.length < AGGREGATE_MAX_READS && runEnd + r.out.length - first.offset <= AGGREGATE_MAX_BYTES) {
-        run.push(r);
-      } else {
-        if (run.length > 0) void this.readRun(run);
-        run = [r];
-      }
-      runEnd = r.offset + r.out.length;
-    }
-    if (run.length > 0) void this.readRun(run);
+    for (const run of adjacentRuns(batch, (r) => r.out.length, AGGREGATE_MAX_BYTES, AGGREGATE_MAX_READS)) void this.readRun(run);
   }
 
   private async readRun(run: PendingRead[]): Promise<void> {
     const first = run[0] as PendingRead;
+    let bytesRead = 0;
     if (run.length > 1) {
-      let bytesRead: number;
       try {
         ({ bytesRead } = await this.openHandle().readv(run.map((r) => r.out), first.offset));
       } catch {
-        bytesRead = 0; // each read again on its own: only the ones the error touches fail
+        // each read again on its own: only the ones the error touches fail
       }
-      for (const r of run) {
-        const filled = Math.min(Math.max(bytesRead - (r.offset - first.offset), 0), r.out.length);
-        this.readRest(r, filled).then(r.resolve, r.reject);
-      }
-      return;
     }
-    this.readRest(first, 0).then(first.resolve, first.reject);
+    for (const r of run) {
+      const filled = Math.min(Math.max(bytesRead - (r.offset - first.offset), 0), r.out.length);
+      this.readRest(r, filled).then(r.resolve, r.reject);
+    }
   }
 
   /** Reads what is left of r after its first `filled` bytes. */
@@ -155,17 +161,8 @@ export class FileDevice implements BlockDevice {
     const issued = this.pending;
     this.pending = [];
     const batch = [...issued].sort((a, b) => a.offset - b.offset);
-    const runs: PendingWrite[][] = [];
-    let overlap = false;
-    for (const w of batch) {
-      const run = runs[runs.length - 1];
-      const last = run?.[run.length - 1];
-      const runEnd = last ? last.offset + last.data.length : -1;
-      if (last && w.offset < runEnd) overlap = true;
-      const runBytes = run ? runEnd - (run[0] as PendingWrite).offset : 0;
-      if (run && w.offset === runEnd && runBytes + w.data.length <= AGGREGATE_MAX_BYTES) run.push(w);
-      else runs.push([w]);
-    }
+    const runs = adjacentRuns(batch, (w) => w.data.length, AGGREGATE_MAX_BYTES, Number.POSITIVE_INFINITY);
+    const overlap = batch.some((w, k) => k > 0 && w.offset < (batch[k - 1] as PendingWrite).offset + (batch[k - 1] as PendingWrite).data.length);
     const settle = (run: PendingWrite[]): Promise<void> => {
       const settled = this.writeRun(run).then(
         () => run.forEach((w) => w.resolve()),
