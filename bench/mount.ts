@@ -3,30 +3,35 @@
  * zfs-fuse mount and a plain libfuse passthrough (bindfs of a directory), all on the same disk, in one
  * run; then nbdcopy in and out of a Cairn volume against `nbdkit file` serving a plain file.
  *
- *   workload   one bash script (MOUNT_WORKLOAD) run on each mount from a child process:
+ *   workload   bench/mount-workload.sh, one child process, run with every mount made at once (Cairn,
+ *              bindfs, and zfs-fuse inside zfs-fuse.sh's run), each phase taking the mounts in turn:
  *              - seq write: dd of a pre-made random file (BENCH_MB MiB) into the mount, bs=1M, conv=fsync;
  *                seq read: dd back to /dev/null after dropping the kernel caches; then cmp (untimed).
  *              - fio 4 KiB random write, then random read (psync, numjobs 1, buffered, 256 MiB file,
  *                BENCH_FIO_SECONDS each, caches dropped before each): IOPS.
  *              - BENCH_MOUNT_FILES files of 4 KiB created (open, write, close), stat'ed, `ls -l` of their
  *                directory cold then warm, deleted: files/s per phase, seconds per listing. The same
- *                phases run first, untimed, on 3,000 files (a warm-up, on every system alike), then
- *                6 s for its txg to commit.
+ *                phases run first, untimed, on 3,000 files (a warm-up, on every system alike).
  *              - untar of a generated source-like tree (BENCH_TREE_FILES files, log-normal sizes around
  *                3 KiB, text content from node_modules so it compresses like source) + `sync`; then
  *                `rm -rf` of it + `sync`.
+ *              The small-file and untar phases run BENCH_ROUNDS rounds, the mounts' order rotated each
+ *              round and 6 s between turns; each figure is the median of its rounds. These rows swing
+ *              by a fifth or more from one run to the next on this host, and taking turns puts a slow
+ *              stretch on every system instead of on whichever ran then.
  *   Cairn      a pool on one file vdev in the scratch dir, a filesystem dataset served by
  *              mountFilesystem in this process. This process never touches its own mount: every
  *              workload is a child process awaited asynchronously (docs/fuse.md explains the deadlock).
- *   zfs-fuse   ../shared/peers/zfs-fuse.sh single, copied beside MOUNT_WORKLOAD as its fs-workload.sh
- *              (as bench/datasets.ts does); its pool files go under /tmp, the same disk.
+ *   zfs-fuse   ../shared/peers/zfs-fuse.sh single, copied with bench/zfs-fuse-workload.sh as its
+ *              fs-workload.sh, which adds zfs-fuse's mount to the others; its pool files go under /tmp,
+ *              the same disk. When zfs-fuse cannot start, the workload runs without it.
  *   bindfs     `bindfs DIR MNT` of a plain directory in the scratch dir (libfuse 2, Debian).
  *   NBD        a volume of min(BENCH_MB, 1024) MiB (thin) served by NbdServer on 127.0.0.1; `nbdcopy
  *              --flush FILE nbd://…/vol` in, caches dropped, `nbdcopy nbd://…/vol OUT` out, cmp (untimed).
  *              Reference: `nbdkit -f file file=F` of a plain file of that size on the same disk.
  *
  * Environment: BENCH_MB (default 2048), BENCH_DIR (default /tmp, the disk zfs-fuse.sh uses),
- * BENCH_MOUNT_FILES (10000), BENCH_TREE_FILES (20000), BENCH_FIO_SECONDS (20), BENCH_PEERS=0 skips
+ * BENCH_MOUNT_FILES (10000), BENCH_TREE_FILES (20000), BENCH_FIO_SECONDS (20), BENCH_ROUNDS (3), BENCH_PEERS=0 skips
  * zfs-fuse and bindfs (nbdkit stays: it is the NBD row's only reference). Needs root for the mounts.
  * Alone: `BENCH_MB=1024 node --import tsx bench/mount.ts`.
  */
@@ -52,6 +57,7 @@ const PEER_MB_MAX = 3072;
 const WORKLOAD_TIMEOUT_MS = 3_600_000;
 const TOOL_TIMEOUT_MS = 1_800_000;
 const OUTPUT_MAX_BYTES = 1 << 20;
+const WORKLOAD_SCRIPT = join(here, 'mount-workload.sh');
 
 export interface MountBenchOptions {
   /** A scratch directory on the disk under test; everything made here is removed. */
@@ -61,88 +67,15 @@ export interface MountBenchOptions {
   filesCount: number;
   treeFiles: number;
   fioSeconds: number;
+  /** Rounds of the small-file and untar phases; the table takes each figure's median. */
+  rounds: number;
   peers: boolean;
 }
 
-/** figure name → value, as the workload prints them ("LABEL FIGURE VALUE"). */
+/** figure name → value (the median of its rounds for the mount rows). */
 type Figures = Record<string, number>;
-
-/**
- * Run on a mounted directory: `mount-workload.sh DIR LABEL`, inputs in MW_* variables. Prints one
- * "LABEL FIGURE VALUE" line per figure; rates are per second, times in seconds. Also installed as
- * fs-workload.sh beside a copy of zfs-fuse.sh, which calls it with its pool's mount.
- */
-const MOUNT_WORKLOAD = String.raw`#!/usr/bin/env bash
-set -euo pipefail
-mnt=$1; label=$2
-src=$MW_RANDOM; mb=$MW_MB; files=$MW_FILES; tarball=$MW_TARBALL; tree_files=$MW_TREE_FILES; fio_s=$MW_FIO_SECONDS
-w=$mnt/mount-bench.$$; mkdir -p "$w"
-now() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.1f", n / ((b - a) / 1e9) }'; }
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-out() { echo "$label $1 $2"; }
-
-drop; t0=$(now); dd if="$src" of="$w/seq" bs=1M conv=fsync status=none; t1=$(now)
-out seqWriteMiBps "$(rate "$mb" "$t0" "$t1")"
-drop; t0=$(now); dd if="$w/seq" of=/dev/null bs=1M status=none; t1=$(now)
-out seqReadMiBps "$(rate "$mb" "$t0" "$t1")"
-cmp "$src" "$w/seq"
-rm -f "$w/seq"
-
-fio_iops() { # RW (randwrite|randread) SIDE (write|read)
-  drop
-  fio --name=mb --directory="$w" --filename=fio.dat --ioengine=psync --bs=4k --size=256m \
-      --runtime="$fio_s" --time_based --numjobs=1 --direct=0 --rw="$1" --output-format=json \
-    | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["jobs"][0][sys.argv[1]]["iops"]))' "$2"
-}
-out randWriteIops "$(fio_iops randwrite write)"
-out randReadIops "$(fio_iops randread read)"
-rm -f "$w/fio.dat"
-
-python3 - "$w/small" "$files" "$label" <<'PY'
-import os, subprocess, sys, time
-d, n, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def drop():
-    subprocess.run(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], stderr=subprocess.DEVNULL)
-def out(figure, value):
-    if report: print(f"{label} {figure} {value}")
-data = os.urandom(4096)
-# A first, untimed pass of 3,000 files on every system: steady state is what the rows compare (V8
-# optimizes Cairn's create, lookup and unlink paths only after a few thousand calls).
-for d, n, report in ((d + "-warmup", min(n, 3000), False), (d, n, True)):
-    os.makedirs(d)
-    t = time.time()
-    for i in range(n):
-        fd = os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644); os.write(fd, data); os.close(fd)
-    out("createPerS", f"{n / (time.time() - t):.1f}")
-    drop(); t = time.time()
-    for i in range(n):
-        assert os.stat(f"{d}/f{i}").st_size == 4096
-    out("statPerS", f"{n / (time.time() - t):.1f}")
-    drop()
-    for figure in ("lsColdS", "lsWarmS"):
-        t = time.time()
-        subprocess.run(["ls", "-l", d], stdout=subprocess.DEVNULL, check=True)
-        out(figure, f"{time.time() - t:.3f}")
-    t = time.time()
-    for i in range(n):
-        os.unlink(f"{d}/f{i}")
-    out("deletePerS", f"{n / (time.time() - t):.1f}")
-    os.rmdir(d)
-    if not report:
-        time.sleep(6)  # the warm-up's txg commits (5 s timers) before the timed pass, not inside it
-PY
-
-drop; mkdir "$w/tree"
-t0=$(now); tar -xf "$tarball" -C "$w/tree"; sync; t1=$(now)
-out untarS "$(secs "$t0" "$t1")"
-got=$(find "$w/tree" -type f | wc -l)
-[ "$got" = "$tree_files" ] || { echo "untar: $got files, expected $tree_files" >&2; exit 1; }
-t0=$(now); rm -rf "$w/tree"; sync; t1=$(now)
-out rmTreeS "$(secs "$t0" "$t1")"
-rm -rf "$w"
-`;
+/** label → figure name → every value the workload printed for it ("LABEL FIGURE VALUE"), in order. */
+type Samples = Map<string, Record<string, number[]>>;
 
 /**
  * Writes a tarball of a source-like tree: COUNT files in directories of about 30, three levels deep,
@@ -307,13 +240,27 @@ async function secondsOf(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-function parseFigures(stdout: string): Figures {
-  const figures: Figures = {};
+function parseSamples(stdout: string): Samples {
+  const samples: Samples = new Map();
   for (const line of stdout.split('\n')) {
-    const [, figure, value] = line.trim().split(' ');
-    if (figure && value !== undefined && Number.isFinite(Number(value))) figures[figure] = Number(value);
+    const [label, figure, value] = line.trim().split(' ');
+    if (!label || !figure || value === undefined || !Number.isFinite(Number(value))) continue;
+    let figures = samples.get(label);
+    if (!figures) samples.set(label, (figures = {}));
+    (figures[figure] ??= []).push(Number(value));
   }
-  return figures;
+  return samples;
+}
+
+function medians(figures: Record<string, number[]> | undefined): Figures | null {
+  if (!figures) return null;
+  const out: Figures = {};
+  for (const [figure, values] of Object.entries(figures)) {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    out[figure] = sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  }
+  return out;
 }
 
 async function isMounted(path: string): Promise<boolean> {
@@ -341,7 +288,7 @@ class Cleanup {
   }
 }
 
-function workloadEnv(inputs: Inputs): NodeJS.ProcessEnv {
+function workloadEnv(inputs: Inputs, mounts: Array<[label: string, dir: string]>): NodeJS.ProcessEnv {
   return {
     ...process.env,
     MW_RANDOM: inputs.randomFile,
@@ -350,6 +297,9 @@ function workloadEnv(inputs: Inputs): NodeJS.ProcessEnv {
     MW_TARBALL: inputs.tarball,
     MW_TREE_FILES: String(inputs.options.treeFiles),
     MW_FIO_SECONDS: String(inputs.options.fioSeconds),
+    MW_ROUNDS: String(inputs.options.rounds),
+    MW_SCRIPT: WORKLOAD_SCRIPT,
+    MW_MOUNTS: mounts.map(([label, dir]) => `${label}=${dir}`).join(' '),
   };
 }
 
@@ -358,26 +308,39 @@ interface Inputs {
   randomFile: string;
   nbdRandomFile: string;
   tarball: string;
-  workloadScript: string;
 }
 
 async function makeInputs(options: MountBenchOptions): Promise<Inputs> {
   const randomFile = join(options.dir, 'random.bin');
   const nbdRandomFile = join(options.dir, 'random-nbd.bin');
   const tarball = join(options.dir, 'tree.tar');
-  const workloadScript = join(options.dir, 'mount-workload.sh');
-  writeFileSync(workloadScript, MOUNT_WORKLOAD);
-  chmodSync(workloadScript, 0o755);
   await mustRun('dd', ['if=/dev/urandom', `of=${randomFile}`, 'bs=1M', `count=${options.sizeMb}`, 'status=none']);
   await mustRun('dd', [`if=${randomFile}`, `of=${nbdRandomFile}`, 'bs=1M', `count=${options.nbdMb}`, 'status=none']);
   await mustRun('python3', ['-c', TREE_GENERATOR, tarball, String(options.treeFiles), join(here, '../node_modules/typescript/lib'), join(here, '../src')]);
-  return { options, randomFile, nbdRandomFile, tarball, workloadScript };
+  return { options, randomFile, nbdRandomFile, tarball };
 }
 
-async function runWorkload(inputs: Inputs, mnt: string, label: string): Promise<Figures> {
-  const result = await runChild('bash', [inputs.workloadScript, mnt, label], { env: workloadEnv(inputs), timeoutMs: WORKLOAD_TIMEOUT_MS });
-  if (result.code !== 0) throw new Error(`${label} workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-  return parseFigures(result.stdout);
+/**
+ * Runs the workload on every mount, zfs-fuse's included when it can start: through zfs-fuse.sh, whose
+ * fs-workload.sh (zfs-fuse-workload.sh) adds its mount to the others. Without zfs-fuse, directly.
+ */
+async function runWorkloads(inputs: Inputs, mounts: Array<[label: string, dir: string]>): Promise<Samples> {
+  const env = workloadEnv(inputs, mounts);
+  const zfsFuse = await zfsFusePeer(inputs);
+  if (zfsFuse) {
+    const started = join(zfsFuse.scratch, 'started');
+    try {
+      const result = await runChild('bash', [join(zfsFuse.scratch, 'zfs-fuse.sh'), 'single'], { env: { ...env, MW_STARTED: started }, timeoutMs: WORKLOAD_TIMEOUT_MS });
+      if (result.code === 0) return parseSamples(result.stdout);
+      if (existsSync(started)) throw new Error(`workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      console.error(`zfs-fuse peer did not start: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    } finally {
+      await rm(zfsFuse.scratch, { recursive: true, force: true });
+    }
+  }
+  const result = await runChild('bash', [WORKLOAD_SCRIPT, ...mounts.map(([label, dir]) => `${label}=${dir}`)], { env, timeoutMs: WORKLOAD_TIMEOUT_MS });
+  if (result.code !== 0) throw new Error(`workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  return parseSamples(result.stdout);
 }
 
 /** The Cairn pool both sides of Cairn use: the filesystem mount, then the volume for NBD. */
@@ -393,8 +356,8 @@ async function openCairnPool(inputs: Inputs, cleanup: Cleanup): Promise<PoolHand
   return pool;
 }
 
-async function cairnMount(inputs: Inputs, pool: PoolHandle, cleanup: Cleanup): Promise<Figures> {
-  const mnt = join(inputs.options.dir, 'cairn-mnt');
+/** Mounts the Cairn filesystem, served by this process; returns its unmount. */
+async function mountCairn(mnt: string, pool: PoolHandle, cleanup: Cleanup): Promise<() => Promise<void>> {
   await mkdir(mnt);
   await pool.datasets.create('benchmnt/fs');
   const fs = await pool.datasets.open('benchmnt/fs');
@@ -410,21 +373,17 @@ async function cairnMount(inputs: Inputs, pool: PoolHandle, cleanup: Cleanup): P
     }
   };
   cleanup.push('cairn mount', unmount);
-  try {
-    return await runWorkload(inputs, mnt, 'cairn');
-  } finally {
-    await unmount();
-  }
+  return unmount;
 }
 
-async function bindfsMount(inputs: Inputs, cleanup: Cleanup): Promise<Figures | null> {
+/** Mounts a bindfs of a plain directory; returns its unmount, or null when there is no bindfs. */
+async function mountBindfs(inputs: Inputs, mnt: string, cleanup: Cleanup): Promise<(() => Promise<void>) | null> {
   if (!inputs.options.peers) return null;
   if (!(await hasCommand('bindfs'))) {
     console.error('bindfs peer skipped: bindfs not installed (scripts/deps.sh installs it)');
     return null;
   }
   const backing = join(inputs.options.dir, 'bindfs-backing');
-  const mnt = join(inputs.options.dir, 'bindfs-mnt');
   await mkdir(backing);
   await mkdir(mnt);
   await mustRun('bindfs', [backing, mnt]);
@@ -434,14 +393,11 @@ async function bindfsMount(inputs: Inputs, cleanup: Cleanup): Promise<Figures | 
     if (r.code !== 0) await runChild('fusermount', ['-uz', mnt]);
   };
   cleanup.push('bindfs mount', unmount);
-  try {
-    return await runWorkload(inputs, mnt, 'bindfs');
-  } finally {
-    await unmount();
-  }
+  return unmount;
 }
 
-async function zfsFuseMount(inputs: Inputs): Promise<Figures | null> {
+/** A scratch copy of zfs-fuse.sh with zfs-fuse-workload.sh beside it as its fs-workload.sh (it cleans up after itself). */
+async function zfsFusePeer(inputs: Inputs): Promise<{ scratch: string } | null> {
   if (!inputs.options.peers) return null;
   const peer = join(here, '../../shared/peers/zfs-fuse.sh');
   if (!existsSync(peer)) {
@@ -452,22 +408,12 @@ async function zfsFuseMount(inputs: Inputs): Promise<Figures | null> {
     console.error(`zfs-fuse peer skipped: BENCH_MB ${inputs.options.sizeMb} > ${PEER_MB_MAX} does not fit its 4 GiB device`);
     return null;
   }
-  // The peer script runs the fs-workload.sh beside it, on its pool's mount, and cleans up after itself.
   const scratch = await mkdtemp(join(inputs.options.dir, 'zfs-fuse-'));
-  try {
-    copyFileSync(peer, join(scratch, 'zfs-fuse.sh'));
-    copyFileSync(inputs.workloadScript, join(scratch, 'fs-workload.sh'));
-    chmodSync(join(scratch, 'zfs-fuse.sh'), 0o755);
-    chmodSync(join(scratch, 'fs-workload.sh'), 0o755);
-    const result = await runChild('bash', [join(scratch, 'zfs-fuse.sh'), 'single'], { env: workloadEnv(inputs), timeoutMs: WORKLOAD_TIMEOUT_MS });
-    if (result.code !== 0) {
-      console.error(`zfs-fuse peer did not run: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-      return null;
-    }
-    return parseFigures(result.stdout);
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+  copyFileSync(peer, join(scratch, 'zfs-fuse.sh'));
+  copyFileSync(join(here, 'zfs-fuse-workload.sh'), join(scratch, 'fs-workload.sh'));
+  chmodSync(join(scratch, 'zfs-fuse.sh'), 0o755);
+  chmodSync(join(scratch, 'fs-workload.sh'), 0o755);
+  return { scratch };
 }
 
 /** nbdcopy in (with --flush: durable, as conv=fsync above) and out (after dropping caches), checked with cmp. */
@@ -615,7 +561,7 @@ function verdict(ratio: number | undefined, needed: number): string {
 
 export function mountTable(options: MountBenchOptions, cairn: Figures, zfs: Figures | null, bindfs: Figures | null, nbd: { cairn: Figures; nbdkit: Figures } | null): string[] {
   const rows = [
-    `Mounts: ${options.sizeMb} MiB sequential, fio ${options.fioSeconds} s per pattern, ${options.filesCount} small files, untar of ${options.treeFiles} files.`,
+    `Mounts: ${options.sizeMb} MiB sequential, fio ${options.fioSeconds} s per pattern, ${options.filesCount} small files, untar of ${options.treeFiles} files; small files and untar: median of ${options.rounds} rounds, the mounts taking turns.`,
     'Ratios are throughput ratios (for time rows: peer time / Cairn time), so above 1 is Cairn faster.',
     'Targets (issue 4): Cairn / zfs-fuse ≥ 1 on every row; Cairn / bindfs ≥ 0.5 on sequential I/O.',
     '',
@@ -655,6 +601,7 @@ export function mountOptionsFromEnv(dir: string): MountBenchOptions {
     filesCount: Number(process.env['BENCH_MOUNT_FILES'] ?? 10_000),
     treeFiles: Number(process.env['BENCH_TREE_FILES'] ?? 20_000),
     fioSeconds: Number(process.env['BENCH_FIO_SECONDS'] ?? 20),
+    rounds: Number(process.env['BENCH_ROUNDS'] ?? 3),
     peers: process.env['BENCH_PEERS'] !== '0',
   };
 }
@@ -689,14 +636,27 @@ export async function runMountBench(options: MountBenchOptions): Promise<string[
     const inputs = await makeInputs(scoped);
     checkInterrupted();
     const pool = await openCairnPool(inputs, cleanup);
-    const cairn = await cairnMount(inputs, pool, cleanup);
-    console.log(`cairn: ${JSON.stringify(cairn)}`);
+    const mounts: Array<[label: string, dir: string]> = [];
+    const unmounts: Array<() => Promise<void>> = [];
+    unmounts.push(await mountCairn(join(scratch, 'cairn-mnt'), pool, cleanup));
+    mounts.push(['cairn', join(scratch, 'cairn-mnt')]);
+    const unmountBindfs = await mountBindfs(inputs, join(scratch, 'bindfs-mnt'), cleanup);
+    if (unmountBindfs) {
+      unmounts.push(unmountBindfs);
+      mounts.push(['bindfs', join(scratch, 'bindfs-mnt')]);
+    }
     checkInterrupted();
-    const bindfs = await bindfsMount(inputs, cleanup);
-    if (bindfs) console.log(`bindfs: ${JSON.stringify(bindfs)}`);
-    checkInterrupted();
-    const zfs = await zfsFuseMount(inputs);
-    if (zfs) console.log(`zfs-fuse: ${JSON.stringify(zfs)}`);
+    let samples: Samples;
+    try {
+      samples = await runWorkloads(inputs, mounts);
+    } finally {
+      for (const unmount of unmounts) await unmount();
+    }
+    for (const [label, figures] of samples) console.log(`${label}: ${JSON.stringify(figures)}`);
+    const cairn = medians(samples.get('cairn'));
+    if (!cairn) throw new Error('the workload printed no figures for cairn');
+    const bindfs = medians(samples.get('bindfs'));
+    const zfs = medians(samples.get('zfs-fuse'));
     checkInterrupted();
     let nbd: { cairn: Figures; nbdkit: Figures } | null = null;
     const nbdkit = await nbdkitFile(inputs, cleanup);
