@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Run on every mount at once: `mount-workload.sh LABEL=DIR...`, inputs in MW_* variables. Prints one
-# "LABEL FIGURE VALUE" line per measurement. The sequential and fio phases run once per mount; the
-# small-file and untar phases run MW_ROUNDS rounds, the mounts taking turns in an order rotated each
-# round, 6 s apart so one system's txg commit (5 s timers on Cairn and zfs-fuse) does not land in the
-# next one's timing: a slow stretch of the host then hits every system instead of one, and the table
-# takes each figure's median. bench/mount.ts runs it; zfs-fuse.sh runs it through zfs-fuse-workload.sh.
+# "LABEL FIGURE VALUE" line per measurement. Every phase runs MW_ROUNDS rounds, the mounts taking
+# turns in an order rotated each round (the small-file and untar turns 6 s apart, so one system's txg
+# commit, 5 s timers on Cairn and zfs-fuse, does not land in the next one's timing): a slow stretch of
+# the host then hits every system instead of one, and the table takes each figure's median. bench/mount.ts runs it; zfs-fuse.sh runs it through zfs-fuse-workload.sh.
 set -euo pipefail
 src=$MW_RANDOM; mb=$MW_MB; files=$MW_FILES; tarball=$MW_TARBALL; tree_files=$MW_TREE_FILES; fio_s=$MW_FIO_SECONDS; rounds=$MW_ROUNDS
 labels=(); work=()
@@ -82,8 +81,8 @@ tree() { # INDEX
   echo "$label rmTreeS $(secs "$t0" "$t1")"
 }
 
-for i in $(order 0); do sequential "$i"; done
-for i in $(order 0); do random_io "$i"; done
+for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do sequential "$i"; done; done
+for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do random_io "$i"; done; done
 # An untimed pass of 3,000 files on every system first: steady state is what the rows compare (V8
 # optimizes Cairn's create, lookup and unlink paths only after a few thousand calls).
 for i in $(order 0); do small_files "$i" "$(( files < 3000 ? files : 3000 ))" 0; sleep 6; done

@@ -15,10 +15,10 @@
  *              - untar of a generated source-like tree (BENCH_TREE_FILES files, log-normal sizes around
  *                3 KiB, text content from node_modules so it compresses like source) + `sync`; then
  *                `rm -rf` of it + `sync`.
- *              The small-file and untar phases run BENCH_ROUNDS rounds, the mounts' order rotated each
- *              round and 6 s between turns; each figure is the median of its rounds. These rows swing
- *              by a fifth or more from one run to the next on this host, and taking turns puts a slow
- *              stretch on every system instead of on whichever ran then.
+ *              Every phase runs BENCH_ROUNDS rounds, the mounts' order rotated each round (6 s between
+ *              the small-file and untar turns); each figure is the median of its rounds. Rows swung by
+ *              a fifth or more from one run to the next on this host when each system ran alone, one
+ *              after the other; taking turns puts a slow stretch on every system, not on one.
  *   Cairn      a pool on one file vdev in the scratch dir, a filesystem dataset served by
  *              mountFilesystem in this process. This process never touches its own mount: every
  *              workload is a child process awaited asynchronously (docs/fuse.md explains the deadlock).
@@ -67,7 +67,7 @@ export interface MountBenchOptions {
   filesCount: number;
   treeFiles: number;
   fioSeconds: number;
-  /** Rounds of the small-file and untar phases; the table takes each figure's median. */
+  /** Rounds of every mount phase, the mounts taking turns; the table takes each figure's median. */
   rounds: number;
   peers: boolean;
 }
@@ -561,7 +561,7 @@ function verdict(ratio: number | undefined, needed: number): string {
 
 export function mountTable(options: MountBenchOptions, cairn: Figures, zfs: Figures | null, bindfs: Figures | null, nbd: { cairn: Figures; nbdkit: Figures } | null): string[] {
   const rows = [
-    `Mounts: ${options.sizeMb} MiB sequential, fio ${options.fioSeconds} s per pattern, ${options.filesCount} small files, untar of ${options.treeFiles} files; small files and untar: median of ${options.rounds} rounds, the mounts taking turns.`,
+    `Mounts: ${options.sizeMb} MiB sequential, fio ${options.fioSeconds} s per pattern, ${options.filesCount} small files, untar of ${options.treeFiles} files; each figure the median of ${options.rounds} rounds, the mounts taking turns.`,
     'Ratios are throughput ratios (for time rows: peer time / Cairn time), so above 1 is Cairn faster.',
     'Targets (issue 4): Cairn / zfs-fuse ≥ 1 on every row; Cairn / bindfs ≥ 0.5 on sequential I/O.',
     '',
