@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run on every mount at once: `mount-workload.sh LABEL=DIR...`, inputs in MW_* variables. Prints one
-# "LABEL FIGURE VALUE" line per measurement. Every phase runs MW_ROUNDS rounds, the mounts taking
-# turns in an order rotated each round (the small-file and untar turns 6 s apart, so one system's txg
-# commit, 5 s timers on Cairn and zfs-fuse, does not land in the next one's timing): a slow stretch of
-# the host then hits every system instead of one, and the table takes each figure's median. bench/mount.ts runs it; zfs-fuse.sh runs it through zfs-fuse-workload.sh.
+# "LABEL FIGURE VALUE" line per measurement. Every phase runs MW_ROUNDS rounds with the mounts taking
+# turns, so a slow stretch of the host hits every system instead of one, and the table takes each
+# figure's median. Turns are 6 s apart, so one system's txg commit and frees (5 s timers on Cairn and
+# zfs-fuse; `sync` does not reach a FUSE server) do not land in the next one's timing, and the order
+# changes every round (rotated, and reversed in odd rounds) so no system always follows the same one.
+# bench/mount.ts runs it; zfs-fuse.sh runs it through bench/zfs-fuse-workload.sh.
 set -euo pipefail
 src=$MW_RANDOM; mb=$MW_MB; files=$MW_FILES; tarball=$MW_TARBALL; tree_files=$MW_TREE_FILES; fio_s=$MW_FIO_SECONDS; rounds=$MW_ROUNDS
 labels=(); work=()
@@ -14,7 +16,16 @@ now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.1f", n / ((b - a) / 1e9) }'; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-order() { for ((k = 0; k < count; k++)); do echo $(( (k + $1) % count )); done; } # mount indices, rotated by $1
+order() { # ROUND: the mount indices in this round's order (with 3 mounts, rounds 0-5 are all 6 orders)
+  local k shift=$(( $1 / 2 ))
+  for ((k = 0; k < count; k++)); do
+    if (( $1 % 2 == 0 )); then echo $(( (k + shift) % count )); else echo $(( (count - 1 - k + shift) % count )); fi
+  done
+}
+turns() { # PHASE: every round, every mount, 6 s after each turn
+  local r i
+  for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do "$1" "$i"; sleep 6; done; done
+}
 
 sequential() { # INDEX
   local label=${labels[$1]} w=${work[$1]}
@@ -34,13 +45,14 @@ fio_iops() { # DIR RW (randwrite|randread) SIDE (write|read)
 }
 random_io() { # INDEX
   local label=${labels[$1]} w=${work[$1]}
-  echo "$label randWriteIops $(fio_iops "$w" randwrite write)"
-  echo "$label randReadIops $(fio_iops "$w" randread read)"
+  local iops # assigned apart from echo, so a failed fio stops the workload (set -e)
+  iops=$(fio_iops "$w" randwrite write); echo "$label randWriteIops $iops"
+  iops=$(fio_iops "$w" randread read); echo "$label randReadIops $iops"
   rm -f "$w/fio.dat"
 }
 
-small_files() { # INDEX FILES REPORT(0|1)
-python3 - "${work[$1]}/small" "$2" "${labels[$1]}" "$3" <<'PY'
+small_files() { # INDEX [FILES REPORT(0|1)]: a timed pass of MW_FILES files unless told otherwise
+python3 - "${work[$1]}/small" "${2:-$files}" "${labels[$1]}" "${3:-1}" <<'PY'
 import os, subprocess, sys, time
 d, n, label, report = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 def drop():
@@ -81,11 +93,11 @@ tree() { # INDEX
   echo "$label rmTreeS $(secs "$t0" "$t1")"
 }
 
-for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do sequential "$i"; done; done
-for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do random_io "$i"; done; done
+turns sequential
+turns random_io
 # An untimed pass of 3,000 files on every system first: steady state is what the rows compare (V8
 # optimizes Cairn's create, lookup and unlink paths only after a few thousand calls).
 for i in $(order 0); do small_files "$i" "$(( files < 3000 ? files : 3000 ))" 0; sleep 6; done
-for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do small_files "$i" "$files" 1; sleep 6; done; done
-for ((r = 0; r < rounds; r++)); do for i in $(order "$r"); do tree "$i"; sleep 6; done; done
+turns small_files
+turns tree
 for w in "${work[@]}"; do rm -rf "$w"; done

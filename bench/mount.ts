@@ -15,12 +15,12 @@
  *              - untar of a generated source-like tree (BENCH_TREE_FILES files, log-normal sizes around
  *                3 KiB, text content from node_modules so it compresses like source) + `sync`; then
  *                `rm -rf` of it + `sync`.
- *              Every phase runs BENCH_ROUNDS rounds, the mounts' order rotated each round (6 s between
- *              the small-file and untar turns); each figure is the median of its rounds. Rows swung by
- *              a fifth or more from one run to the next on this host when each system ran alone, one
- *              after the other; taking turns puts a slow stretch on every system, not on one.
+ *              Every phase runs BENCH_ROUNDS rounds, the mounts taking turns 6 s apart in an order that
+ *              changes each round (mount-workload.sh); each figure is the median of its rounds. Rows
+ *              swung by a fifth or more from one run to the next on this host when each system ran
+ *              alone, one after the other; taking turns puts a slow stretch on every system, not on one.
  *   Cairn      a pool on one file vdev in the scratch dir, a filesystem dataset served by
- *              mountFilesystem in this process. This process never touches its own mount: every
+ *              mountFilesystem in this process. This process never touches its own mount: the
  *              workload is a child process awaited asynchronously (docs/fuse.md explains the deadlock).
  *   zfs-fuse   ../shared/peers/zfs-fuse.sh single, copied with bench/zfs-fuse-workload.sh as its
  *              fs-workload.sh, which adds zfs-fuse's mount to the others; its pool files go under /tmp,
@@ -54,6 +54,7 @@ const MiB = 1024 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
 /** zfs-fuse.sh makes 4 GiB sparse devices: the seq file, fio's file and the tree must fit with room. */
 const PEER_MB_MAX = 3072;
+/** Per round of the workload (every phase on every mount). */
 const WORKLOAD_TIMEOUT_MS = 3_600_000;
 const TOOL_TIMEOUT_MS = 1_800_000;
 const OUTPUT_MAX_BYTES = 1 << 20;
@@ -299,7 +300,7 @@ function workloadEnv(inputs: Inputs, mounts: Array<[label: string, dir: string]>
     MW_FIO_SECONDS: String(inputs.options.fioSeconds),
     MW_ROUNDS: String(inputs.options.rounds),
     MW_SCRIPT: WORKLOAD_SCRIPT,
-    MW_MOUNTS: mounts.map(([label, dir]) => `${label}=${dir}`).join(' '),
+    MW_MOUNTS: mounts.map(([label, dir]) => `${label}=${dir}`).join('\n'),
   };
 }
 
@@ -322,24 +323,31 @@ async function makeInputs(options: MountBenchOptions): Promise<Inputs> {
 
 /**
  * Runs the workload on every mount, zfs-fuse's included when it can start: through zfs-fuse.sh, whose
- * fs-workload.sh (zfs-fuse-workload.sh) adds its mount to the others. Without zfs-fuse, directly.
+ * fs-workload.sh (zfs-fuse-workload.sh) adds its mount to the others. Without zfs-fuse, directly. A
+ * workload that fails prints what it measured before its error is thrown.
  */
-async function runWorkloads(inputs: Inputs, mounts: Array<[label: string, dir: string]>): Promise<Samples> {
+async function runWorkloads(inputs: Inputs, mounts: Array<[label: string, dir: string]>, checkInterrupted: () => void): Promise<Samples> {
   const env = workloadEnv(inputs, mounts);
+  const timeoutMs = WORKLOAD_TIMEOUT_MS * inputs.options.rounds;
+  const failed = (result: ChildResult): Error => {
+    for (const [label, figures] of parseSamples(result.stdout)) console.log(`${label} (before the failure): ${JSON.stringify(figures)}`);
+    return new Error(`workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  };
   const zfsFuse = await zfsFusePeer(inputs);
   if (zfsFuse) {
     const started = join(zfsFuse.scratch, 'started');
     try {
-      const result = await runChild('bash', [join(zfsFuse.scratch, 'zfs-fuse.sh'), 'single'], { env: { ...env, MW_STARTED: started }, timeoutMs: WORKLOAD_TIMEOUT_MS });
+      const result = await runChild('bash', [join(zfsFuse.scratch, 'zfs-fuse.sh'), 'single'], { env: { ...env, MW_STARTED: started }, timeoutMs });
       if (result.code === 0) return parseSamples(result.stdout);
-      if (existsSync(started)) throw new Error(`workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      checkInterrupted();
+      if (existsSync(started)) throw failed(result);
       console.error(`zfs-fuse peer did not start: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     } finally {
       await rm(zfsFuse.scratch, { recursive: true, force: true });
     }
   }
-  const result = await runChild('bash', [WORKLOAD_SCRIPT, ...mounts.map(([label, dir]) => `${label}=${dir}`)], { env, timeoutMs: WORKLOAD_TIMEOUT_MS });
-  if (result.code !== 0) throw new Error(`workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  const result = await runChild('bash', [WORKLOAD_SCRIPT, ...mounts.map(([label, dir]) => `${label}=${dir}`)], { env, timeoutMs });
+  if (result.code !== 0) throw failed(result);
   return parseSamples(result.stdout);
 }
 
@@ -648,7 +656,7 @@ export async function runMountBench(options: MountBenchOptions): Promise<string[
     checkInterrupted();
     let samples: Samples;
     try {
-      samples = await runWorkloads(inputs, mounts);
+      samples = await runWorkloads(inputs, mounts, checkInterrupted);
     } finally {
       for (const unmount of unmounts) await unmount();
     }
