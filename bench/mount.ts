@@ -222,9 +222,14 @@ function runChild(command: string, args: string[], options: { env?: NodeJS.Proce
 async function mustRun(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ChildResult> {
   const result = await runChild(command, args, options);
   if (result.code !== 0) {
-    throw new Error(`${command} ${args.join(' ')}: exit ${result.code}: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    throw new Error(`${command} ${args.join(' ')}: exit ${result.code}: ${stderrTail(result)}`);
   }
   return result;
+}
+
+/** A child's last lines of stderr, for an error message. */
+function stderrTail(result: ChildResult): string {
+  return result.stderr.trim().split('\n').slice(-3).join(' | ');
 }
 
 function hasCommand(name: string): Promise<boolean> {
@@ -289,7 +294,14 @@ class Cleanup {
   }
 }
 
-function workloadEnv(inputs: Inputs, mounts: Array<[label: string, dir: string]>): NodeJS.ProcessEnv {
+/** A mount the workload runs on: its label in the output, its directory, and how to unmount it. */
+interface Mounted {
+  label: string;
+  dir: string;
+  unmount: () => Promise<void>;
+}
+
+function workloadEnv(inputs: Inputs, mountArgs: string[]): NodeJS.ProcessEnv {
   return {
     ...process.env,
     MW_RANDOM: inputs.randomFile,
@@ -300,7 +312,7 @@ function workloadEnv(inputs: Inputs, mounts: Array<[label: string, dir: string]>
     MW_FIO_SECONDS: String(inputs.options.fioSeconds),
     MW_ROUNDS: String(inputs.options.rounds),
     MW_SCRIPT: WORKLOAD_SCRIPT,
-    MW_MOUNTS: mounts.map(([label, dir]) => `${label}=${dir}`).join('\n'),
+    MW_MOUNTS: mountArgs.join('\n'),
   };
 }
 
@@ -326,12 +338,13 @@ async function makeInputs(options: MountBenchOptions): Promise<Inputs> {
  * fs-workload.sh (zfs-fuse-workload.sh) adds its mount to the others. Without zfs-fuse, directly. A
  * workload that fails prints what it measured before its error is thrown.
  */
-async function runWorkloads(inputs: Inputs, mounts: Array<[label: string, dir: string]>, checkInterrupted: () => void): Promise<Samples> {
-  const env = workloadEnv(inputs, mounts);
+async function runWorkloads(inputs: Inputs, mounts: readonly Mounted[], checkInterrupted: () => void): Promise<Samples> {
+  const mountArgs = mounts.map(({ label, dir }) => `${label}=${dir}`);
+  const env = workloadEnv(inputs, mountArgs);
   const timeoutMs = WORKLOAD_TIMEOUT_MS * inputs.options.rounds;
   const failed = (result: ChildResult): Error => {
     for (const [label, figures] of parseSamples(result.stdout)) console.log(`${label} (before the failure): ${JSON.stringify(figures)}`);
-    return new Error(`workload failed (exit ${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    return new Error(`workload failed (exit ${result.code}): ${stderrTail(result)}`);
   };
   const zfsFuse = await zfsFusePeer(inputs);
   if (zfsFuse) {
@@ -341,12 +354,12 @@ async function runWorkloads(inputs: Inputs, mounts: Array<[label: string, dir: s
       if (result.code === 0) return parseSamples(result.stdout);
       checkInterrupted();
       if (existsSync(started)) throw failed(result);
-      console.error(`zfs-fuse peer did not start: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      console.error(`zfs-fuse peer did not start: ${stderrTail(result)}`);
     } finally {
       await rm(zfsFuse.scratch, { recursive: true, force: true });
     }
   }
-  const result = await runChild('bash', [WORKLOAD_SCRIPT, ...mounts.map(([label, dir]) => `${label}=${dir}`)], { env, timeoutMs });
+  const result = await runChild('bash', [WORKLOAD_SCRIPT, ...mountArgs], { env, timeoutMs });
   if (result.code !== 0) throw failed(result);
   return parseSamples(result.stdout);
 }
@@ -364,8 +377,8 @@ async function openCairnPool(inputs: Inputs, cleanup: Cleanup): Promise<PoolHand
   return pool;
 }
 
-/** Mounts the Cairn filesystem, served by this process; returns its unmount. */
-async function mountCairn(mnt: string, pool: PoolHandle, cleanup: Cleanup): Promise<() => Promise<void>> {
+/** Mounts the Cairn filesystem, served by this process. */
+async function mountCairn(mnt: string, pool: PoolHandle, cleanup: Cleanup): Promise<Mounted> {
   await mkdir(mnt);
   await pool.datasets.create('benchmnt/fs');
   const fs = await pool.datasets.open('benchmnt/fs');
@@ -381,11 +394,11 @@ async function mountCairn(mnt: string, pool: PoolHandle, cleanup: Cleanup): Prom
     }
   };
   cleanup.push('cairn mount', unmount);
-  return unmount;
+  return { label: 'cairn', dir: mnt, unmount };
 }
 
-/** Mounts a bindfs of a plain directory; returns its unmount, or null when there is no bindfs. */
-async function mountBindfs(inputs: Inputs, mnt: string, cleanup: Cleanup): Promise<(() => Promise<void>) | null> {
+/** Mounts a bindfs of a plain directory, or returns null when there is no bindfs. */
+async function mountBindfs(inputs: Inputs, mnt: string, cleanup: Cleanup): Promise<Mounted | null> {
   if (!inputs.options.peers) return null;
   if (!(await hasCommand('bindfs'))) {
     console.error('bindfs peer skipped: bindfs not installed (scripts/deps.sh installs it)');
@@ -401,7 +414,7 @@ async function mountBindfs(inputs: Inputs, mnt: string, cleanup: Cleanup): Promi
     if (r.code !== 0) await runChild('fusermount', ['-uz', mnt]);
   };
   cleanup.push('bindfs mount', unmount);
-  return unmount;
+  return { label: 'bindfs', dir: mnt, unmount };
 }
 
 /** A scratch copy of zfs-fuse.sh with zfs-fuse-workload.sh beside it as its fs-workload.sh (it cleans up after itself). */
@@ -644,21 +657,15 @@ export async function runMountBench(options: MountBenchOptions): Promise<string[
     const inputs = await makeInputs(scoped);
     checkInterrupted();
     const pool = await openCairnPool(inputs, cleanup);
-    const mounts: Array<[label: string, dir: string]> = [];
-    const unmounts: Array<() => Promise<void>> = [];
-    unmounts.push(await mountCairn(join(scratch, 'cairn-mnt'), pool, cleanup));
-    mounts.push(['cairn', join(scratch, 'cairn-mnt')]);
-    const unmountBindfs = await mountBindfs(inputs, join(scratch, 'bindfs-mnt'), cleanup);
-    if (unmountBindfs) {
-      unmounts.push(unmountBindfs);
-      mounts.push(['bindfs', join(scratch, 'bindfs-mnt')]);
-    }
+    const mounts = [await mountCairn(join(scratch, 'cairn-mnt'), pool, cleanup)];
+    const bindfsMount = await mountBindfs(inputs, join(scratch, 'bindfs-mnt'), cleanup);
+    if (bindfsMount) mounts.push(bindfsMount);
     checkInterrupted();
     let samples: Samples;
     try {
       samples = await runWorkloads(inputs, mounts, checkInterrupted);
     } finally {
-      for (const unmount of unmounts) await unmount();
+      for (const mount of mounts) await mount.unmount();
     }
     for (const [label, figures] of samples) console.log(`${label}: ${JSON.stringify(figures)}`);
     const cairn = medians(samples.get('cairn'));
