@@ -267,7 +267,7 @@ class DsNode {
 
 const MUTATING = /^(set|create|mkdir|unlink|rmdir|rename|link|symlink|write|remove|truncate|fallocate|punch|utimens|chmod|chown)/i;
 
-const STORE_MUTATORS: ReadonlySet<string> = new Set(['allocateObject', 'freeObject', 'write', 'freeRange', 'setBonus']);
+const STORE_MUTATORS: ReadonlySet<string> = new Set(['allocateObject', 'freeObject', 'write', 'modify', 'freeRange', 'setBonus']);
 
 /** What the store of a head checks on every call; one per open object set of the head. */
 interface StoreGate {

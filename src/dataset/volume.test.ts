@@ -51,6 +51,9 @@ class SubStore implements ObjectStore {
   async write(id: number, offset: number, data: Buffer): Promise<void> {
     return this.inner.write(this.real(id), offset, data);
   }
+  async modify(id: number, offset: number, length: number, edit: (range: Buffer) => void): Promise<void> {
+    return this.inner.modify(this.real(id), offset, length, edit);
+  }
   async freeRange(id: number, offset: number, length: number): Promise<void> {
     return this.inner.freeRange(this.real(id), offset, length);
   }

@@ -21,8 +21,8 @@
  * the leaf covering i. A leaf has its own depth prefixLength ≤ tableShift and is named by the
  * 2^(tableShift - prefixLength) consecutive table entries under its prefix (extendible hashing).
  * Inside a leaf, entries are packed and sorted by (hash, cd) rather than chained through a per-leaf hash
- * table of chunks as in ZAP: a changed leaf is rewritten whole anyway (copy-on-write), so keeping it
- * sorted costs one memmove, a lookup scans at most one 16 KiB block, and listing in position order
+ * table of chunks as in ZAP: a changed leaf is written whole anyway (copy-on-write at sync), so keeping
+ * it sorted costs one memmove in the open txg's copy of the block, a lookup scans at most one 16 KiB block, and listing in position order
  * falls out of the layout. cd, the collision differentiator, is the
  * lowest u16 unused among live entries with the same hash, assigned at insert and kept until delete
  * (also when the value is replaced), so two keys with equal hashes are both stored and both addressable.
@@ -44,7 +44,7 @@
  *   Readers take no lock. Writers order their writes so every intermediate state reads correctly
  *   (a new leaf is written before the table points at it; the table changes size with the header in one
  *   write), and a reader accepts a leaf only if it covers the hash, otherwise it re-reads the header and
- *   retries. This relies on each single write() being seen whole by a concurrent read().
+ *   retries. This relies on each single write() or modify() being seen whole by a concurrent read().
  * - No state is cached across calls except the salt, which never changes: correctness across holds and
  *   across several KvMap instances of one object comes first; block caching is the ARC's job.
  *

@@ -132,17 +132,17 @@ class KvObject implements KvMap {
           if (leaf.payloadBytes - oldEntryBytes + newEntryBytes <= KV_LEAF_PAYLOAD_MAX_BYTES) {
             // A replaced value keeps its cd, so cursors taken before stay valid.
             const cd = entryCd(leaf.buf, scan.matchOffset);
-            const out = spliceLeaf(leaf, scan.matchOffset, oldEntryBytes, newEntryBytes, 0);
-            encodeEntry(out, scan.matchOffset, hash, cd, keyBytes, value);
-            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out, { adopt: true });
+            await this.modifyLeaf(block, leaf, scan.matchOffset, oldEntryBytes, newEntryBytes, 0, (out) =>
+              encodeEntry(out, scan.matchOffset, hash, cd, keyBytes, value),
+            );
             return;
           }
         } else {
           if (scan.freeCd > KV_CD_MAX) throw tooManyCollisions(this.objectId, key);
           if (leaf.payloadBytes + newEntryBytes <= KV_LEAF_PAYLOAD_MAX_BYTES) {
-            const out = spliceLeaf(leaf, scan.insertOffset, 0, newEntryBytes, 1);
-            encodeEntry(out, scan.insertOffset, hash, scan.freeCd, keyBytes, value);
-            await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out, { adopt: true });
+            await this.modifyLeaf(block, leaf, scan.insertOffset, 0, newEntryBytes, 1, (out) =>
+              encodeEntry(out, scan.insertOffset, hash, scan.freeCd, keyBytes, value),
+            );
             header.entryCount++;
             await this.writeHeader(header);
             return;
@@ -166,8 +166,7 @@ class KvObject implements KvMap {
       if (scan.matchOffset < 0) return false;
       const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
       // Leaves are never merged or freed (as in ZAP): readers rely on a leaf block staying a leaf.
-      const out = spliceLeaf(leaf, scan.matchOffset, oldEntryBytes, 0, -1);
-      await this.store.write(this.objectId, block * KV_BLOCK_SIZE_BYTES, out, { adopt: true });
+      await this.modifyLeaf(block, leaf, scan.matchOffset, oldEntryBytes, 0, -1);
       assert(header.entryCount > 0, `kv ${this.objectId}: entry count underflow`);
       header.entryCount--;
       await this.writeHeader(header);
@@ -217,6 +216,33 @@ class KvObject implements KvMap {
   }
 
   // ----- Structure -----
+
+  /**
+   * Replaces removedBytes at offset in the leaf at block with a gap of insertedBytes, which fill (if
+   * given) writes, and adjusts the entry count, all in place in the block (ObjectStore.modify): one
+   * memmove, no new block. Leaf is the view the caller scanned, read under the write lock, so the block
+   * still holds exactly it.
+   */
+  private async modifyLeaf(
+    block: number,
+    leaf: KvLeafPhys,
+    offset: number,
+    removedBytes: number,
+    insertedBytes: number,
+    countDelta: number,
+    fill?: (out: Buffer) => void,
+  ): Promise<void> {
+    const oldEnd = leaf.endOffset;
+    const payloadBytes = leaf.payloadBytes - removedBytes + insertedBytes;
+    const newEnd = KV_LEAF_HEADER_SIZE_BYTES + payloadBytes;
+    await this.store.modify(this.objectId, block * KV_BLOCK_SIZE_BYTES, KV_BLOCK_SIZE_BYTES, (out) => {
+      assert(out.readUInt32BE(20) === leaf.payloadBytes, `kv ${this.objectId}: leaf ${block} changed under its write lock`);
+      out.copyWithin(offset + insertedBytes, offset + removedBytes, oldEnd);
+      if (newEnd < oldEnd) out.fill(0, newEnd, oldEnd); // unused space is kept zero on disk
+      KvLeafPhys.encodeHeader(out, leaf.prefix, leaf.prefixLength, leaf.entryCount + countDelta, payloadBytes);
+      fill?.(out);
+    });
+  }
 
   /**
    * Splits a full leaf in two by the next hash bit, doubling the pointer table first if the leaf is as
@@ -335,13 +361,13 @@ class KvObject implements KvMap {
   /**
    * Finds the leaf covering hash: header, one table entry, one leaf (three reads whatever the size).
    * A leaf is the right one exactly when it covers the hash, because leaves partition the hash space
-   * and are never freed; anything else is a reader racing a writer, and it retries.
-   */
-  /**
-   * The leaf that holds (or would hold) a hash; `hashOf` gets the object's salt from the header read
-   * here, so a key is hashed without reading the header twice. The leaf's buffer may be the cached
-   * block itself (readShared): leaves are only ever written whole, as new blocks, so it does not change
-   * under the caller, who must not modify it either.
+   * and are never freed; anything else is a reader racing a writer, and it retries. `hashOf` gets the
+   * object's salt from the header read here, so a key is hashed without reading the header twice. The
+   * leaf's buffer may be the cached
+   * block itself (readShared): a writer changes a leaf in one synchronous step (modifyLeaf), so the view
+   * is whole and current until the caller's next await, and callers use it before awaiting anything
+   * else (split, under the write lock, is the one exception: no one else changes the leaf meanwhile).
+   * The caller must not modify it.
    */
   private async locate(hashOf: (salt: bigint) => number): Promise<Located & { hash: number }> {
     let hash = 0;
@@ -409,29 +435,6 @@ function scanLeaf(leaf: KvLeafPhys, hash: number, keyBytes: Buffer, objectId: nu
   }
   if (insertOffset < 0) insertOffset = offset;
   return { matchOffset, insertOffset, freeCd };
-}
-
-/**
- * Copies the leaf into a new block with removedBytes at offset replaced by a gap of insertedBytes
- * (filled by the caller) and the entry count adjusted by countDelta.
- */
-function spliceLeaf(
-  leaf: KvLeafPhys,
-  offset: number,
-  removedBytes: number,
-  insertedBytes: number,
-  countDelta: number,
-): Buffer {
-  // Every byte is written: header, entries, and the zeroed tail (unused space is kept zero on disk).
-  const out = Buffer.allocUnsafe(KV_BLOCK_SIZE_BYTES);
-  const payloadBytes = leaf.payloadBytes - removedBytes + insertedBytes;
-  KvLeafPhys.encodeHeader(out, leaf.prefix, leaf.prefixLength, leaf.entryCount + countDelta, payloadBytes);
-  // TypedArray.set: several times faster than Buffer.copy for block-sized copies on Node 20.
-  out.set(leaf.buf.subarray(KV_LEAF_HEADER_SIZE_BYTES, offset), KV_LEAF_HEADER_SIZE_BYTES);
-  out.set(leaf.buf.subarray(offset + removedBytes, leaf.endOffset), offset + insertedBytes);
-  out.fill(0, offset, offset + insertedBytes);
-  out.fill(0, KV_LEAF_HEADER_SIZE_BYTES + payloadBytes);
-  return out;
 }
 
 function allEntriesHaveHash(leaf: KvLeafPhys, hash: number, objectId: number): boolean {

@@ -6,9 +6,12 @@ import { ObjectSet, ObjsetType, type ObjsetEnvironment } from './objset.js';
 import { ObjectType } from './types.js';
 import { Random } from '../testing/random.js';
 
-/** A block environment over a Map that checks the copy-on-write discipline: no double free, no leak. */
+/**
+ * A block environment over a Map that checks the copy-on-write discipline: no double free, no leak, and
+ * no change to a written block through the buffer a read handed out (as the ARC's cached buffers are).
+ */
 class MapEnvironment implements ObjsetEnvironment {
-  blocks = new Map<number, { data: Buffer; birth: number }>();
+  blocks = new Map<number, { data: Buffer; written: Buffer; birth: number }>();
   nextOffset = 0;
   txg = 1;
   dirtyBytes = 0;
@@ -18,13 +21,14 @@ class MapEnvironment implements ObjsetEnvironment {
     assert.ok(dva, 'read of a hole');
     const b = this.blocks.get(dva.offset);
     assert.ok(b, `read of freed or never written block at ${dva.offset}`);
+    assert.ok(b.data.equals(b.written), `the block at ${dva.offset} was changed after it was written`);
     return b.data;
   };
   writeBlock = async (data: Buffer, props: BlockWriteProps, old: BlockPointer | null): Promise<BlockPointer> => {
     let offset: number;
     if (old && old.birthTxg === this.txg && old.dvas[0]) offset = old.dvas[0].offset;
     else offset = (this.nextOffset += 1 << 20);
-    this.blocks.set(offset, { data: Buffer.from(data), birth: props.birthTxg });
+    this.blocks.set(offset, { data: Buffer.from(data), written: Buffer.from(data), birth: props.birthTxg });
     return {
       dvas: [{ vdev: 0, offset, asize: 4096 }], lsize: data.length, psize: data.length, compression: 0, checksum: 0,
       type: props.type, level: props.level, fill: props.fill, birthTxg: props.birthTxg, cksum: Buffer.alloc(32),
@@ -51,13 +55,14 @@ class MapEnvironment implements ObjsetEnvironment {
 
 const policy = { checksum: 3, compression: 1, copies: 1, metadataCopies: 2 } as const;
 
-test('objects: random writes, frees and syncs read back like a model, across reopen, with no leaked blocks', async () => {
+test('objects: random writes, in-place modifies, frees and syncs read back like a model, across reopen, with no leaked blocks', async () => {
   for (const seed of [1, 2, 3, 4]) {
     const random = new Random(seed);
     const rand = (): number => random.next();
     const env = new MapEnvironment();
     let os = ObjectSet.create(env, ObjsetType.filesystem, policy);
-    const models = new Map<number, Buffer>();
+    let models = new Map<number, Buffer>();
+    let synced: { root: Awaited<ReturnType<ObjectSet['sync']>>; models: Map<number, Buffer> } | null = null;
     try {
       for (let step = 0; step < 300; step++) {
         const r = rand();
@@ -65,6 +70,24 @@ test('objects: random writes, frees and syncs read back like a model, across reo
           const bs = [512, 4096, 16384, 131072][Math.floor(rand() * 4)]!;
           const id = await os.allocateObject(ObjectType.plainFile, { blockSizeBytes: bs });
           models.set(id, Buffer.alloc(0));
+        } else if (r < 0.25) {
+          // modify: a range inside one block, changed in place; the edit sees the current bytes.
+          const ids = [...models.keys()];
+          const id = ids[Math.floor(rand() * ids.length)]!;
+          const model = models.get(id)!;
+          const bs = (await os.objectInfo(id)).blockSizeBytes;
+          const offset = Math.floor(rand() * (model.length + bs));
+          const len = 1 + Math.floor(rand() * (bs - (offset % bs)));
+          const next = Buffer.alloc(Math.max(model.length, offset + len));
+          model.copy(next);
+          const before = Buffer.from(next.subarray(offset, offset + len));
+          const value = Math.floor(rand() * 256);
+          next.fill(value, offset, offset + len);
+          models.set(id, next);
+          await os.modify(id, offset, len, (range) => {
+            assert.ok(range.equals(before), `seed ${seed} step ${step}: modify sees other bytes than were there`);
+            range.fill(value);
+          });
         } else if (r < 0.7) {
           const ids = [...models.keys()];
           const id = ids[Math.floor(rand() * ids.length)]!;
@@ -93,10 +116,16 @@ test('objects: random writes, frees and syncs read back like a model, across reo
           const id = ids[Math.floor(rand() * ids.length)]!;
           await os.freeObject(id);
           models.delete(id);
-        } else {
+        } else if (r < 0.95 || synced === null) {
           const root = await os.sync(env.txg);
           env.endTxg();
+          synced = { root, models: new Map(models) };
           if (rand() < 0.5) os = await ObjectSet.open(env, root, policy);
+        } else {
+          // A crash: what was not synced is gone, what was synced is whole (no block of it was changed in place).
+          os = await ObjectSet.open(env, synced.root, policy);
+          models = new Map(synced.models);
+          env.dirtyBytes = 0;
         }
         if (step % 25 === 0) {
           for (const [id, model] of models) {

@@ -309,6 +309,21 @@ export class ObjectSet implements ObjectStore {
     await this.writeBytes(state, offset, data, options?.adopt === true);
   }
 
+  async modify(id: number, offset: number, length: number, edit: (range: Buffer) => void): Promise<void> {
+    assert(offset >= 0 && length > 0, 'bad modify range');
+    this.assertMutable();
+    const state = await this.objectState(id);
+    await this.growBlockSize(state, offset + length);
+    const bs = state.dn.dataBlockSizeBytes;
+    const blkid = Math.floor(offset / bs);
+    const within = offset - blkid * bs;
+    assert(within + length <= bs, `modify of ${length} bytes at ${offset} crosses a ${bs}-byte block`);
+    if (DATA_TYPES.has(state.dn.type)) this.env.reserveSpace(length, this.policy.copies);
+    const block = await this.blockToChange(state, blkid);
+    edit(block.subarray(within, within + length));
+    this.markChanged(state, blkid, block);
+  }
+
   async freeRange(id: number, offset: number, length: number): Promise<void> {
     this.assertMutable();
     const state = await this.objectState(id);
@@ -546,26 +561,34 @@ export class ObjectSet implements ObjectStore {
       } else if (n === bs) {
         block = Buffer.allocUnsafe(bs);
       } else {
-        const dirty = state.dirtyBlocks.get(blkid);
-        (state.partlyWritten ??= new Set()).add(blkid);
-        // A null dirty entry is a hole made this txg (a trim): nothing on disk is read for it.
-        const old = dirty === undefined ? await this.cleanBlockToChange(state, blkid) : null;
-        if (dirty) {
-          block = dirty; // already private to this txg: modify in place
-        } else if (old?.owned === true && old.data.length === bs) {
-          block = old.data; // the cached copy, given up by the cache: no 128 KiB copy per small write
-        } else {
-          // Unzeroed: every byte is the old block's or zero, and the write lands on top.
-          block = Buffer.allocUnsafe(bs);
-          const kept = old ? old.data.copy(block, 0, 0, Math.min(old.data.length, bs)) : 0;
-          block.fill(0, kept);
-        }
+        block = await this.blockToChange(state, blkid);
       }
       if (!filled) data.copy(block, within, done, done + n);
-      if (block !== state.dirtyBlocks.get(blkid)) this.setDirtyBlock(state, blkid, block);
-      else if (blkid >= state.dn.maxBlockId) this.setDirtyBlock(state, blkid, block);
+      this.markChanged(state, blkid, block);
       done += n;
     }
+  }
+
+  /** Block blkid as the open txg's own buffer, for a change of part of it in place. */
+  private async blockToChange(state: ObjectState, blkid: number): Promise<Buffer> {
+    const bs = state.dn.dataBlockSizeBytes;
+    const dirty = state.dirtyBlocks.get(blkid);
+    (state.partlyWritten ??= new Set()).add(blkid);
+    if (dirty) return dirty; // already private to this txg
+    // A null dirty entry is a hole made this txg (a trim): nothing on disk is read for it.
+    const old = dirty === undefined ? await this.cleanBlockToChange(state, blkid) : null;
+    // The cached copy, given up by the cache: no 128 KiB copy per small write.
+    if (old?.owned === true && old.data.length === bs) return old.data;
+    // Unzeroed: every byte is the old block's or zero, and the change lands on top.
+    const block = Buffer.allocUnsafe(bs);
+    const kept = old ? old.data.copy(block, 0, 0, Math.min(old.data.length, bs)) : 0;
+    block.fill(0, kept);
+    return block;
+  }
+
+  /** Records block as blkid's changed contents in the open txg (a no-op when it already is, inside the object). */
+  private markChanged(state: ObjectState, blkid: number, block: Buffer): void {
+    if (block !== state.dirtyBlocks.get(blkid) || blkid >= state.dn.maxBlockId) this.setDirtyBlock(state, blkid, block);
   }
 
   /**

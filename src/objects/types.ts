@@ -66,10 +66,17 @@ export interface ObjectStore {
   readInto(id: number, offset: number, target: Buffer): Promise<void>;
   /**
    * As read, but the result may be the store's cached block itself (no copy) when the range lies in one
-   * block: the caller must never modify it, and it stays as read only while nobody writes part of that
-   * block in place (a whole-block write replaces the buffer instead). Optional: read is the fallback.
+   * block: the caller must never modify it, and it stays as read only until someone writes part of that
+   * block or modifies it in place (a whole-block write replaces the buffer instead). Optional: read is the fallback.
    */
   readShared?(id: number, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Changes length bytes at offset, inside one existing block, in place: edit gets that range of the
+   * block as the open txg's own copy (a clean block is copied once per txg) and must finish before it
+   * returns, so no reader ever sees half a change. For small changes to big blocks that are changed
+   * often (kv leaves): no block-sized buffer per change. Views from readShared of the block see it.
+   */
+  modify(id: number, offset: number, length: number, edit: (range: Buffer) => void): Promise<void>;
   /**
    * Writes data at offset. With `adopt`, data is the store's from now on (the caller never touches it
    * again): a whole, aligned block of it may become the block itself instead of a copy.

@@ -190,6 +190,25 @@ export class MemoryObjectStore implements ObjectStore {
     }
   }
 
+  async modify(id: number, offset: number, length: number, edit: (range: Buffer) => void): Promise<void> {
+    this.checkHold('modify');
+    checkRange(offset, length);
+    const object = this.object(id);
+    const blockSizeBytes = object.blockSizeBytes;
+    const blockIndex = Math.floor(offset / blockSizeBytes);
+    const inBlock = offset - blockIndex * blockSizeBytes;
+    assert(length > 0 && inBlock + length <= blockSizeBytes, `modify of ${length} bytes at ${offset} crosses a block`);
+    this.writeCalls++;
+    this.writeBytes += length;
+    let block = object.blocks.get(blockIndex);
+    if (block === undefined) {
+      block = Buffer.alloc(blockSizeBytes);
+      object.blocks.set(blockIndex, block);
+    }
+    if (blockIndex > object.highestBlockIndex) object.highestBlockIndex = blockIndex;
+    edit(block.subarray(inBlock, inBlock + length));
+  }
+
   async freeRange(id: number, offset: number, length: number): Promise<void> {
     this.checkHold('freeRange');
     checkRange(offset, length);
