@@ -477,7 +477,9 @@ export class Pool implements PoolHandle {
    * Every exclusive section starts after the last txg's commit finished, so none sees a txg half
    * committed (devices, labels, the allocator's txg and `txg` move together in the commit).
    */
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    // Waited for outside the gate first, so holds of the next txg go on while the last commit flushes.
+    await this.committing?.done.catch(() => undefined);
     return this.gate.exclusive(async () => {
       await this.committing?.done.catch(() => undefined);
       this.spaceSeen = null;
