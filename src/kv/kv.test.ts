@@ -293,6 +293,49 @@ test('the pointer table moves out of block 0 and keeps doubling; readers racing 
   assert.equal(info.usedBytes, (1 + header.leafCount + header.tableBlockCount) * KV_BLOCK_SIZE_BYTES);
 });
 
+test('readers racing inserts and deletes in the same leaves (changed in place) see every lasting key, seeded', async () => {
+  for (const seed of [1, 2, 3]) {
+    await withSeed(seed, async () => {
+      const random = prng(seed);
+      const store = new MemoryObjectStore();
+      const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: BigInt(seed) }));
+      const lasting = Array.from({ length: 40 }, (_, i) => `lasting-${i}`);
+      await store.hold(async () => {
+        for (const key of lasting) await kv.set(key, Buffer.from(key));
+      });
+      let writerDone = false;
+      const writer = (async () => {
+        for (let round = 0; round < 150; round++) {
+          await store.hold(async () => {
+            for (let j = 0; j < 8; j++) {
+              const key = `churn-${Math.floor(random() * 30)}`;
+              if (random() < 0.5) await kv.set(key, Buffer.alloc(1 + Math.floor(random() * 200), j));
+              else await kv.delete(key);
+            }
+          });
+        }
+        writerDone = true;
+      })();
+      // Readers run on the same microtask queue as the writer: each step of one may land between the
+      // writer's steps (as in the daemon, where a lookup runs beside a create in the same directory).
+      const reader = async (): Promise<number> => {
+        let reads = 0;
+        while (!writerDone) {
+          const key = lasting[reads++ % lasting.length]!;
+          assert.equal((await kv.get(key))?.toString(), key, `racing get ${key}`);
+          if (reads % 10 === 0) {
+            const listed = await listAll(kv, 7);
+            for (const k of lasting) assert.ok(listed.has(k), `racing listing lost ${k}`);
+          }
+        }
+        return reads;
+      };
+      const counts = await Promise.all([reader(), reader(), writer]);
+      assert.ok((counts[0] as number) > 50, `only ${String(counts[0])} racing reads`);
+    });
+  }
+});
+
 test('replacing a value keeps its cursor position, also when the replacement splits the leaf', async () => {
   const store = new MemoryObjectStore();
   const kv = await store.hold(() => createKv(store, ObjectType.kv, { salt: 7n }));

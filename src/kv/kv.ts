@@ -81,6 +81,9 @@ export function openKv(store: ObjectStore, objectId: number, options: KvOptions 
   return new KvObject(store, objectId, options.hashFunction ?? xxh64Salted);
 }
 
+/** For a writer, which holds the object's write lock: the leaf it found stays as found until it changes it. */
+const underWriteLock = <T>(found: T): T => found;
+
 interface Located {
   header: KvHeaderPhys;
   block: number;
@@ -106,12 +109,16 @@ class KvObject implements KvMap {
 
   async get(key: string): Promise<Buffer | undefined> {
     const keyBytes = validateKey(key);
-    const { leaf, hash } = await this.locate((salt) => this.hashKey(keyBytes, salt));
-    const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
-    if (scan.matchOffset < 0) return undefined;
-    const valueOffset = scan.matchOffset + KV_ENTRY_HEADER_SIZE_BYTES + keyBytes.length;
-    const valueLength = entryValueLength(leaf.buf, scan.matchOffset);
-    return Buffer.from(leaf.buf.subarray(valueOffset, valueOffset + valueLength));
+    return this.locate(
+      (salt) => this.hashKey(keyBytes, salt),
+      ({ leaf, hash }) => {
+        const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
+        if (scan.matchOffset < 0) return undefined;
+        const valueOffset = scan.matchOffset + KV_ENTRY_HEADER_SIZE_BYTES + keyBytes.length;
+        const valueLength = entryValueLength(leaf.buf, scan.matchOffset);
+        return Buffer.from(leaf.buf.subarray(valueOffset, valueOffset + valueLength));
+      },
+    );
   }
 
   async set(key: string, value: Buffer, options?: { exclusive?: boolean }): Promise<void> {
@@ -124,7 +131,7 @@ class KvObject implements KvMap {
     try {
       // Each split deepens the leaf by one bit, so this ends within KV_TABLE_SHIFT_MAX rounds.
       for (let round = 0; round <= KV_TABLE_SHIFT_MAX + 1; round++) {
-        const { header, block, leaf, hash } = await this.locate(hashOf);
+        const { header, block, leaf, hash } = await this.locate(hashOf, underWriteLock);
         const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
         if (scan.matchOffset >= 0) {
           if (options?.exclusive === true) throw CairnError.answer('EEXIST', `"${key}" already exists`);
@@ -161,7 +168,7 @@ class KvObject implements KvMap {
     const lock = writeLock(this.store, this.objectId);
     if (!lock.tryAcquire()) await lock.acquire();
     try {
-      const { header, block, leaf, hash } = await this.locate((salt) => this.hashKey(keyBytes, salt));
+      const { header, block, leaf, hash } = await this.locate((salt) => this.hashKey(keyBytes, salt), underWriteLock);
       const scan = scanLeaf(leaf, hash, keyBytes, this.objectId);
       if (scan.matchOffset < 0) return false;
       const oldEntryBytes = entryEnd(leaf.buf, scan.matchOffset) - scan.matchOffset;
@@ -188,8 +195,8 @@ class KvObject implements KvMap {
     let hash = Number(cursor >> BigInt(KV_CD_BITS));
     let cd = Number(cursor & BigInt(KV_CD_MAX));
     const entries: KvEntry[] = [];
-    for (;;) {
-      const { leaf } = await this.locate(() => hash);
+    // One leaf's entries from (hash, cd) on, taken in one synchronous step; the page when it is full.
+    const take = ({ leaf }: Located): KvPage | null => {
       const buf = leaf.buf;
       const end = leaf.endOffset;
       for (let offset = KV_LEAF_HEADER_SIZE_BYTES, next = 0; offset < end; offset = next) {
@@ -212,6 +219,11 @@ class KvObject implements KvMap {
       if (leaf.hashEnd >= KV_HASH_LIMIT) return { entries, cursor: null };
       hash = leaf.hashEnd;
       cd = 0;
+      return null;
+    };
+    for (;;) {
+      const page = await this.locate(() => hash, take);
+      if (page !== null) return page;
     }
   }
 
@@ -362,14 +374,13 @@ class KvObject implements KvMap {
    * Finds the leaf covering hash: header, one table entry, one leaf (three reads whatever the size).
    * A leaf is the right one exactly when it covers the hash, because leaves partition the hash space
    * and are never freed; anything else is a reader racing a writer, and it retries. `hashOf` gets the
-   * object's salt from the header read here, so a key is hashed without reading the header twice. The
-   * leaf's buffer may be the cached
-   * block itself (readShared): a writer changes a leaf in one synchronous step (modifyLeaf), so the view
-   * is whole and current until the caller's next await, and callers use it before awaiting anything
-   * else (split, under the write lock, is the one exception: no one else changes the leaf meanwhile).
-   * The caller must not modify it.
+   * object's salt from the header read here, so a key is hashed without reading the header twice.
+   * The leaf's buffer may be the block itself (readShared), which a writer changes in place in one
+   * synchronous step (modifyLeaf): `use` runs in the same step as the leaf's decoding, so it sees the
+   * leaf whole. What it returns may keep the leaf only under the write lock (underWriteLock), where no
+   * one else changes it. Nobody but modifyLeaf may change the buffer.
    */
-  private async locate(hashOf: (salt: bigint) => number): Promise<Located & { hash: number }> {
+  private async locate<T>(hashOf: (salt: bigint) => number, use: (found: Located & { hash: number }) => T): Promise<T> {
     let hash = 0;
     for (let attempt = 0; attempt < LOCATE_ATTEMPTS_MAX; attempt++) {
       const header = KvHeaderPhys.decode(await this.store.read(this.objectId, 0, KV_HEADER_SIZE_BYTES), this.objectId);
@@ -384,7 +395,7 @@ class KvObject implements KvMap {
         : await this.store.read(this.objectId, at, KV_BLOCK_SIZE_BYTES);
       const leaf = KvLeafPhys.tryDecode(buf);
       if (leaf === undefined || !leaf.covers(hash) || leaf.prefixLength > header.tableShift) continue;
-      return { header, block, leaf, hash };
+      return use({ header, block, leaf, hash });
     }
     throw new CairnError('EIO', `kv object ${this.objectId}: no leaf covers hash ${hash}`, {
       objectId: this.objectId,
