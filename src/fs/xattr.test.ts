@@ -291,13 +291,22 @@ function failingStore(store: MemoryObjectStore): { store: MemoryObjectStore; arm
           return target.read(id, offset, length);
         };
       }
-      if (prop === 'write' || prop === 'modify') {
-        // A failed change fails before it changes anything, as the object set's do.
-        return async (id: number, offset: number, ...rest: [Buffer] | [number, (range: Buffer) => void]) => {
-          const first = lastWasRead;
-          lastWasRead = false;
-          if (first && remaining-- <= 0) throw new CairnError('ENOSPC', 'injected: out of space');
-          return prop === 'write' ? target.write(id, offset, rest[0] as Buffer) : target.modify(id, offset, rest[0] as number, rest[1]!);
+      // A failed change fails before it changes anything, as the object set's do.
+      const maybeFail = (): void => {
+        const first = lastWasRead;
+        lastWasRead = false;
+        if (first && remaining-- <= 0) throw new CairnError('ENOSPC', 'injected: out of space');
+      };
+      if (prop === 'write') {
+        return async (id: number, offset: number, data: Buffer) => {
+          maybeFail();
+          return target.write(id, offset, data);
+        };
+      }
+      if (prop === 'modify') {
+        return async (id: number, offset: number, length: number, edit: (range: Buffer) => void) => {
+          maybeFail();
+          return target.modify(id, offset, length, edit);
         };
       }
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;

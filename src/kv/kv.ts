@@ -34,6 +34,7 @@ import {
   entryKeyLength,
   entrySizeBytes,
   entryValueLength,
+  leafPayloadBytes,
 } from './phys.js';
 
 /** Returns a 64-bit hash of the key bytes; the map uses its top 48 bits. */
@@ -248,7 +249,7 @@ class KvObject implements KvMap {
     const payloadBytes = leaf.payloadBytes - removedBytes + insertedBytes;
     const newEnd = KV_LEAF_HEADER_SIZE_BYTES + payloadBytes;
     await this.store.modify(this.objectId, block * KV_BLOCK_SIZE_BYTES, KV_BLOCK_SIZE_BYTES, (out) => {
-      assert(out.readUInt32BE(20) === leaf.payloadBytes, `kv ${this.objectId}: leaf ${block} changed under its write lock`);
+      assert(leafPayloadBytes(out) === leaf.payloadBytes, `kv ${this.objectId}: leaf ${block} changed under its write lock`);
       out.copyWithin(offset + insertedBytes, offset + removedBytes, oldEnd);
       if (newEnd < oldEnd) out.fill(0, newEnd, oldEnd); // unused space is kept zero on disk
       KvLeafPhys.encodeHeader(out, leaf.prefix, leaf.prefixLength, leaf.entryCount + countDelta, payloadBytes);

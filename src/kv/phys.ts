@@ -168,7 +168,7 @@ export class KvLeafPhys {
     const prefixLength = buf.readUInt16BE(6);
     const prefix = Number(buf.readBigUInt64BE(8));
     const entryCount = buf.readUInt32BE(16);
-    const payloadBytes = buf.readUInt32BE(20);
+    const payloadBytes = leafPayloadBytes(buf);
     if (prefixLength > KV_TABLE_SHIFT_MAX || prefix >= 2 ** prefixLength) return undefined;
     if (payloadBytes > KV_LEAF_PAYLOAD_MAX_BYTES) return undefined;
     return new KvLeafPhys(buf, prefix, prefixLength, entryCount, payloadBytes);
@@ -191,6 +191,11 @@ export class KvLeafPhys {
     out.writeUInt32BE(entryCount, 16);
     out.writeUInt32BE(payloadBytes, 20);
   }
+}
+
+/** The payloadBytes field of a leaf block, read straight from it. */
+export function leafPayloadBytes(buf: Buffer): number {
+  return buf.readUInt32BE(20);
 }
 
 /** Size of an encoded entry. */

@@ -193,13 +193,7 @@ export class MemoryObjectStore implements ObjectStore {
       const blockIndex = Math.floor(position / blockSizeBytes);
       const inBlock = position - blockIndex * blockSizeBytes;
       const chunk = Math.min(blockSizeBytes - inBlock, data.length - done);
-      let block = object.blocks.get(blockIndex);
-      if (block === undefined) {
-        block = Buffer.alloc(blockSizeBytes);
-        object.blocks.set(blockIndex, block);
-      }
-      block.set(data.subarray(done, done + chunk), inBlock);
-      if (blockIndex > object.highestBlockIndex) object.highestBlockIndex = blockIndex;
+      writableBlock(object, blockIndex).set(data.subarray(done, done + chunk), inBlock);
       done += chunk;
     }
   }
@@ -214,13 +208,7 @@ export class MemoryObjectStore implements ObjectStore {
     assert(length > 0 && inBlock + length <= blockSizeBytes, `modify of ${length} bytes at ${offset} crosses a block`);
     this.writeCalls++;
     this.writeBytes += length;
-    let block = object.blocks.get(blockIndex);
-    if (block === undefined) {
-      block = Buffer.alloc(blockSizeBytes);
-      object.blocks.set(blockIndex, block);
-    }
-    if (blockIndex > object.highestBlockIndex) object.highestBlockIndex = blockIndex;
-    edit(block.subarray(inBlock, inBlock + length));
+    edit(writableBlock(object, blockIndex).subarray(inBlock, inBlock + length));
   }
 
   async freeRange(id: number, offset: number, length: number): Promise<void> {
@@ -287,6 +275,17 @@ export class MemoryObjectStore implements ObjectStore {
   private checkHold(operation: string): void {
     if (this.requireHold) assert(this.inHold(), `${operation} called outside hold()`);
   }
+}
+
+/** The stored block at blockIndex, made (zeroed) when it was never written. */
+function writableBlock(object: MemoryObject, blockIndex: number): Buffer {
+  let block = object.blocks.get(blockIndex);
+  if (block === undefined) {
+    block = Buffer.alloc(object.blockSizeBytes);
+    object.blocks.set(blockIndex, block);
+  }
+  if (blockIndex > object.highestBlockIndex) object.highestBlockIndex = blockIndex;
+  return block;
 }
 
 function checkRange(offset: number, length: number): void {
